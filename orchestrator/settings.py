@@ -1,0 +1,87 @@
+"""Configuration from the environment.
+
+Every option has an environment variable: the two the official SDK uses
+(``ANTHROPIC_API_KEY``, ``ANTHROPIC_BASE_URL``) and an ``ORCHESTRATOR_*`` twin
+for everything else (``poll_interval_s`` <- ``ORCHESTRATOR_POLL_INTERVAL``).
+"""
+
+from __future__ import annotations
+
+from pydantic import AliasChoices, Field, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from orchestrator.errors import ConfigError
+
+DEFAULT_BASE_URL = "https://api.anthropic.com"
+#: What the official SDK >= 2.0.0 sends (api/message-batches.md §1.3).
+DEFAULT_API_VERSION = "2026-10-21"
+DEFAULT_DATABASE_URL = "sqlite:///orchestrator.db"
+POLL_INTERVAL_S = 30.0
+REQUEST_TIMEOUT_S = 600.0
+CONNECT_TIMEOUT_S = 5.0
+MAX_RETRIES = 4
+LEASE_TTL_S = 120.0
+INGEST_CHUNK_ROWS = 1000
+#: Window before a lost create's intent in which a listed batch may be ours.
+RECONCILE_SKEW_S = 300.0
+
+
+def _env(name: str) -> AliasChoices:
+    return AliasChoices(name)
+
+
+class Settings(BaseSettings):
+    """All options; see the README's configuration table."""
+
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True, frozen=True)
+
+    api_key: SecretStr | None = Field(default=None, validation_alias=_env("ANTHROPIC_API_KEY"))
+    base_url: str = Field(default=DEFAULT_BASE_URL, validation_alias=_env("ANTHROPIC_BASE_URL"))
+    database_url: str = Field(
+        default=DEFAULT_DATABASE_URL, validation_alias=_env("ORCHESTRATOR_DATABASE_URL")
+    )
+    poll_interval_s: float = Field(
+        default=POLL_INTERVAL_S, gt=0, validation_alias=_env("ORCHESTRATOR_POLL_INTERVAL")
+    )
+    api_version: str = Field(
+        default=DEFAULT_API_VERSION, validation_alias=_env("ORCHESTRATOR_API_VERSION")
+    )
+    request_timeout_s: float = Field(
+        default=REQUEST_TIMEOUT_S, gt=0, validation_alias=_env("ORCHESTRATOR_REQUEST_TIMEOUT")
+    )
+    connect_timeout_s: float = Field(
+        default=CONNECT_TIMEOUT_S, gt=0, validation_alias=_env("ORCHESTRATOR_CONNECT_TIMEOUT")
+    )
+    max_retries: int = Field(
+        default=MAX_RETRIES, ge=0, validation_alias=_env("ORCHESTRATOR_MAX_RETRIES")
+    )
+    lease_ttl_s: float = Field(
+        default=LEASE_TTL_S, gt=0, validation_alias=_env("ORCHESTRATOR_LEASE_TTL")
+    )
+    ingest_chunk_rows: int = Field(
+        default=INGEST_CHUNK_ROWS, ge=1, validation_alias=_env("ORCHESTRATOR_INGEST_CHUNK_ROWS")
+    )
+    reconcile_skew_s: float = Field(
+        default=RECONCILE_SKEW_S, ge=0, validation_alias=_env("ORCHESTRATOR_RECONCILE_SKEW")
+    )
+    worker_id: str | None = Field(default=None, validation_alias=_env("ORCHESTRATOR_WORKER_ID"))
+    log_level: str = Field(default="INFO", validation_alias=_env("ORCHESTRATOR_LOG_LEVEL"))
+
+    def require_api_key(self) -> str:
+        """The key, or a one-line error naming the variable to set."""
+        if self.api_key is None or not self.api_key.get_secret_value().strip():
+            raise ConfigError(
+                "ANTHROPIC_API_KEY is not set: export your Anthropic API key "
+                "(or run `orchestrator demo`, which needs none)."
+            )
+        return self.api_key.get_secret_value().strip()
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Settings from the environment, with explicit overrides on top."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        loc = ".".join(str(p) for p in first["loc"])
+        raise ConfigError(f"setting {loc}: {first['msg']}") from None
