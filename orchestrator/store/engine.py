@@ -1,0 +1,135 @@
+"""Engine factory and schema-version checks for the job store.
+
+SQLite is the default (one file, one writer at a time): WAL so readers don't
+block the writer, a busy timeout so a briefly held lock waits instead of
+failing, and ``BEGIN IMMEDIATE`` because pysqlite's deferred BEGIN lets two
+writers read the same row and then collide (SQLAlchemy SQLite dialect docs,
+"Serializable isolation"). PostgreSQL (psycopg 3) is for several daemons on one
+store; claims there use ``FOR UPDATE SKIP LOCKED``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
+
+from orchestrator.errors import ConfigError, StoreNotAtHeadError, StoreUnavailableError
+
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+#: The migrations folder beside the package (a source checkout or editable install).
+MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
+
+
+def normalize_url(url: str) -> str:
+    """Use the psycopg 3 driver for plain ``postgresql://`` URLs."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def make_engine(url: str, **kwargs: Any) -> Engine:
+    """An engine for ``url``; a malformed URL raises ConfigError naming the variable."""
+    try:
+        parsed = make_url(normalize_url(url))
+    except ArgumentError as exc:
+        raise ConfigError(f"ORCHESTRATOR_DATABASE_URL is not a database URL: {exc}") from None
+    try:
+        if parsed.get_backend_name() == "sqlite":
+            return _sqlite_engine(parsed.render_as_string(hide_password=False), **kwargs)
+        return create_engine(parsed, pool_pre_ping=True, **kwargs)
+    except NoSuchModuleError as exc:
+        raise ConfigError(
+            f"ORCHESTRATOR_DATABASE_URL names an unsupported backend ({parsed.drivername}); "
+            "use sqlite:///FILE or postgresql://USER:PASS@HOST/DB "
+            "(pip install 'batch-orchestrator[postgres]')"
+        ) from exc
+
+
+def _sqlite_engine(url: str, **kwargs: Any) -> Engine:
+    engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}, **kwargs)
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Hand transaction control to SQLAlchemy's "begin" event below.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        in_memory = ":memory:" in url or url in ("sqlite://", "sqlite:///")
+        if not in_memory:
+            cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
+def alembic_config(engine: Engine | None = None) -> Config:
+    """Alembic config pointing at our migrations, bound to ``engine`` when given."""
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    if engine is not None:
+        cfg.attributes["engine"] = engine
+        cfg.set_main_option(
+            "sqlalchemy.url", engine.url.render_as_string(hide_password=False).replace("%", "%%")
+        )
+    return cfg
+
+
+def head_revision() -> str:
+    heads = ScriptDirectory.from_config(alembic_config()).get_heads()
+    if len(heads) != 1:
+        raise RuntimeError(f"migrations have {len(heads)} heads; expected exactly one")
+    return heads[0]
+
+
+def current_revision(engine: Engine) -> str | None:
+    """The store's schema revision (None for an empty database)."""
+    try:
+        with engine.connect() as conn:
+            return MigrationContext.configure(conn).get_current_revision()
+    except OperationalError as exc:
+        raise StoreUnavailableError(
+            f"cannot open the job store at {safe_url(engine)}: {exc.orig}"
+        ) from exc
+
+
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    """Apply migrations up to ``revision``."""
+    from alembic import command
+
+    command.upgrade(alembic_config(engine), revision)
+
+
+def downgrade(engine: Engine, revision: str) -> None:
+    from alembic import command
+
+    command.downgrade(alembic_config(engine), revision)
+
+
+def require_head(engine: Engine) -> None:
+    """Refuse to work on a store whose schema is not at the head revision."""
+    current, head = current_revision(engine), head_revision()
+    if current != head:
+        found = "an empty database" if current is None else f"revision {current}"
+        raise StoreNotAtHeadError(
+            f"the job store at {safe_url(engine)} is at {found}, this version needs {head}: "
+            "run `orchestrator db upgrade`"
+        )
+
+
+def safe_url(engine: Engine) -> str:
+    """The engine's URL with any password masked, for messages and logs."""
+    return engine.url.render_as_string(hide_password=True)
