@@ -430,10 +430,12 @@ class BatchesClient:
         try:
             url = self._base_url.join(results_url)
         except httpx.InvalidURL as exc:
-            raise errors.ForeignResultsURLError(f"results_url {results_url!r} is invalid.") from exc
+            shown = self._redact(results_url)
+            raise errors.ForeignResultsURLError(f"results_url {shown!r} is invalid.") from exc
         if _origin(url) != _origin(self._base_url):
+            shown = self._redact(str(url.copy_with(query=None)))
             raise errors.ForeignResultsURLError(
-                f"results_url {url.copy_with(query=None)} is not on the API host "
+                f"results_url {shown} is not on the API host "
                 f"{_origin_text(self._base_url)}; refused so the API key is not sent there. "
                 "A proxy or simulator must return results_url on its own host."
             )

@@ -1,0 +1,78 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import orjson
+import pytest
+
+from orchestrator.api.jsonl import iter_lines
+
+LINES = [
+    orjson.dumps({"custom_id": "a", "text": "café 日本 🎉"}),
+    # An escaped newline inside a JSON string is two bytes, "\\" and "n": not a terminator.
+    b'{"custom_id":"b","text":"line one\\nline two\\r\\n"}',
+    orjson.dumps({"custom_id": "c", "text": "🎉" * 5}),
+    b'{"custom_id":"d"}',
+]
+# LF, CRLF, a blank line and a blank CRLF line in between, no terminator at the end.
+BODY = LINES[0] + b"\n" + LINES[1] + b"\r\n\n" + LINES[2] + b"\r\n\r\n" + LINES[3]
+
+
+def test_whole_body_gives_each_line_without_terminators() -> None:
+    assert list(iter_lines([BODY])) == LINES
+
+
+@pytest.mark.parametrize("offset", range(len(BODY) + 1))
+def test_split_at_any_offset_gives_the_same_lines(offset: int) -> None:
+    assert list(iter_lines([BODY[:offset], BODY[offset:]])) == LINES
+
+
+def test_one_byte_chunks_give_the_same_lines() -> None:
+    chunks = [BODY[i : i + 1] for i in range(len(BODY))]
+
+    assert list(iter_lines(chunks)) == LINES
+
+
+def test_every_line_decodes_as_json_after_byte_splitting() -> None:
+    chunks = [BODY[i : i + 1] for i in range(len(BODY))]
+
+    customs = [orjson.loads(line)["custom_id"] for line in iter_lines(chunks)]
+
+    assert customs == ["a", "b", "c", "d"]
+
+
+def test_cr_and_lf_in_different_chunks_leave_no_stray_empty_line() -> None:
+    assert list(iter_lines([b'{"a":1}\r', b'\n{"b":2}\r', b"\n"])) == [b'{"a":1}', b'{"b":2}']
+
+
+@pytest.mark.parametrize(
+    "chunks",
+    [[], [b""], [b"\n"], [b"\r\n\r\n"], [b"\n", b"", b"\n"]],
+)
+def test_streams_without_content_yield_nothing(chunks: list[bytes]) -> None:
+    assert list(iter_lines(chunks)) == []
+
+
+def test_final_unterminated_fragment_is_yielded_when_the_stream_ends() -> None:
+    assert list(iter_lines([b'{"a":1}\n{"b"', b":2}"])) == [b'{"a":1}', b'{"b":2}']
+
+
+def test_a_line_is_yielded_only_once_its_terminator_arrived() -> None:
+    served: list[int] = []
+
+    def source() -> Iterator[bytes]:
+        for number, chunk in enumerate([b"ab", b"c\nd", b"e"], start=1):
+            served.append(number)
+            yield chunk
+
+    seen = [(line, len(served)) for line in iter_lines(source())]
+
+    # "abc" needs chunk 2 (its "\n"); "de" is only complete once the stream has ended.
+    assert seen == [(b"abc", 2), (b"de", 3)]
+
+
+def test_a_long_line_in_tiny_chunks_is_rejoined() -> None:
+    line = b'{"text":"' + "é".encode() * 50_000 + b'"}'
+    chunks = [line[i : i + 1] for i in range(len(line))] + [b"\n"]
+
+    assert list(iter_lines(chunks)) == [line]
