@@ -176,6 +176,7 @@ def upgrade() -> None:
             "cancel_requested", sa.Boolean(), server_default=sa.text("(false)"), nullable=False
         ),
         sa.Column("last_error", sa.Text(), nullable=True),
+        sa.Column("ingest_attempts", sa.Integer(), server_default="0", nullable=False),
         sa.Column("next_attempt_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column(
             "created_at",

@@ -279,6 +279,7 @@ class Batch(LeaseMixin, Base):
         Boolean, default=False, server_default=text("false")
     )
     last_error: Mapped[str | None] = mapped_column(Text)
+    ingest_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     next_attempt_at: Mapped[datetime | None]
     created_at: Mapped[utc_now]
     updated_at: Mapped[utc_now]

@@ -1,0 +1,255 @@
+"""Ingest step: stream an ended batch's results into typed rows, then resolve items.
+
+* The results ``.jsonl`` is read line by line and stored in chunks with
+  ON CONFLICT DO NOTHING, so a download cut at any byte is simply read again
+  from the start: nothing is stored twice, nothing is dropped.
+* A line that can't be parsed, or whose custom_id is not a request of this
+  batch, goes to ``quarantine`` verbatim; the rest goes on.
+* The batch is ``ingested`` only when the distinct custom_ids stored equal its
+  request count; a clean download that is still short is fetched again, and
+  after ``MAX_SHORT_DOWNLOADS`` the missing requests are resolved as missing
+  (retried like expired ones) and the shortfall is noted on the batch.
+* Results are not in request order (§5.2): everything is matched by custom_id.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import datetime, timedelta
+from itertools import islice
+from typing import Any
+
+import orjson
+
+from orchestrator.api.models import ResultLine, parse_result_line
+from orchestrator.domain.outcomes import Outcome, decide, decide_missing
+from orchestrator.domain.pricing import PriceTable, UsageCounts, cost_usd
+from orchestrator.errors import APIError, NotFoundError
+from orchestrator.steps.context import (
+    INGEST_RETRY_S,
+    MAX_SHORT_DOWNLOADS,
+    StepContext,
+    StepReport,
+    log,
+    utcnow,
+)
+from orchestrator.store.records import BatchRecord, Lease, RequestRef, Resolution
+from orchestrator.store.tables import BatchStatus, ItemStatus
+
+BATCHES_PER_RUN = 4
+RESOLVE_PAGE_ROWS = 1000
+_STATUS = {
+    Outcome.SUCCEEDED: ItemStatus.SUCCEEDED,
+    Outcome.RETRY: ItemStatus.PENDING,
+    Outcome.FAILED: ItemStatus.FAILED,
+    Outcome.CANCELED: ItemStatus.CANCELED,
+}
+
+
+class _LeaseLost(Exception):
+    """Another worker took the batch over; stop touching it."""
+
+
+def ingest(ctx: StepContext, now: datetime) -> StepReport:
+    report = StepReport("ingest")
+    leases = ctx.store.claim_batches(
+        [BatchStatus.ENDED], ctx.owner, now, ctx.ttl_s, BATCHES_PER_RUN
+    )
+    for lease in leases:
+        try:
+            report.add(ingest_batch(ctx, lease))
+        except _LeaseLost:
+            log.warning(
+                "batch %s: lease lost during ingest; another worker continues", lease.row_id
+            )
+            report.add("lease_lost")
+        finally:
+            ctx.store.release_batch(lease)
+    return report
+
+
+def ingest_batch(ctx: StepContext, lease: Lease) -> str:
+    batch = ctx.store.get_batch(lease.row_id)
+    if batch.results_url is None:
+        return _finish(ctx, lease, batch, BatchStatus.UNAVAILABLE, "no results_url: batch gone")
+    try:
+        _download(ctx, lease, batch)
+    except NotFoundError as exc:
+        # Archived (29 days after created_at) or deleted: results can't be had.
+        return _finish(ctx, lease, batch, BatchStatus.UNAVAILABLE, f"results unavailable: {exc}")
+    except APIError as exc:
+        ctx.store.defer_ingest(
+            lease, str(exc), utcnow() + timedelta(seconds=INGEST_RETRY_S), utcnow()
+        )
+        log.warning("batch %s: results download failed (%s); will download again", batch.id, exc)
+        return "deferred"
+    stored = ctx.store.count_results(batch.id)
+    if stored < batch.request_count and batch.ingest_attempts + 1 < MAX_SHORT_DOWNLOADS:
+        ctx.store.defer_ingest(
+            lease, f"{stored}/{batch.request_count} results stored", utcnow(), utcnow()
+        )
+        return "short"
+    note = (
+        None
+        if stored >= batch.request_count
+        else (
+            f"{batch.request_count - stored} of {batch.request_count} results missing "
+            "(see quarantine); those requests were resolved as missing"
+        )
+    )
+    return _finish(ctx, lease, batch, BatchStatus.INGESTED, note)
+
+
+def _download(ctx: StepContext, lease: Lease, batch: BatchRecord) -> None:
+    assert batch.results_url is not None
+    with ctx.api.results_lines(batch.results_url) as lines:
+        for chunk in _chunks(enumerate(lines, start=1), ctx.settings.ingest_chunk_rows):
+            rows, quarantine = _rows(ctx, batch, chunk)
+            if not ctx.store.upsert_results(lease, rows, quarantine):
+                raise _LeaseLost
+            if not ctx.store.heartbeat(lease, utcnow(), ctx.ttl_s):
+                raise _LeaseLost
+
+
+def _chunks(lines: Iterable[tuple[int, bytes]], size: int) -> Iterator[list[tuple[int, bytes]]]:
+    iterator = iter(lines)
+    while chunk := list(islice(iterator, size)):
+        yield chunk
+
+
+def _rows(
+    ctx: StepContext, batch: BatchRecord, chunk: Sequence[tuple[int, bytes]]
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    parsed: list[tuple[int, bytes, ResultLine]] = []
+    quarantine: list[dict[str, Any]] = []
+    for line_no, raw in chunk:
+        try:
+            parsed.append((line_no, raw, parse_result_line(raw)))
+        except ValueError as exc:
+            quarantine.append(_quarantine(batch.id, line_no, raw, None, f"unparseable: {exc}"))
+    routes = ctx.store.route_custom_ids(batch.id, [p[2].custom_id for p in parsed])
+    rows: list[dict[str, Any]] = []
+    for line_no, raw, line in parsed:
+        route = routes.get(line.custom_id)
+        if route is None:
+            quarantine.append(
+                _quarantine(
+                    batch.id,
+                    line_no,
+                    raw,
+                    line.custom_id,
+                    "custom_id is not a request of this batch",
+                )
+            )
+            continue
+        rows.append(result_row(batch.id, route, line, ctx.prices))
+    return rows, quarantine
+
+
+def _quarantine(
+    batch_id: int, line_no: int, raw: bytes, custom_id: str | None, error: str
+) -> dict[str, Any]:
+    return {
+        "batch_id": batch_id,
+        "line_no": line_no,
+        "custom_id": custom_id,
+        "raw": raw.decode("utf-8", errors="replace"),
+        "error": error[:2000],
+    }
+
+
+def result_row(
+    batch_id: int, route: tuple[int, int], line: ResultLine, prices: PriceTable
+) -> dict[str, Any]:
+    """The ``results`` row of one parsed line."""
+    item_id, attempt = route
+    result = line.result
+    row: dict[str, Any] = {
+        "batch_id": batch_id,
+        "item_id": item_id,
+        "custom_id": line.custom_id,
+        "attempt": attempt,
+        "result_type": result.type,
+    }
+    if result.type == "succeeded":
+        row.update(_message_fields(result.message, prices))
+    elif result.type == "errored":
+        row["error_type"] = result.error.error.type
+        row["error_message"] = result.error.error.message
+    return row
+
+
+def _message_fields(message: Any, prices: PriceTable) -> dict[str, Any]:
+    usage = message.usage
+    split = usage.cache_creation
+    counts = UsageCounts.from_usage(usage.model_dump())
+    price = prices.price_for(message.model)
+    return {
+        "message_id": message.id,
+        "model": message.model,
+        "stop_reason": message.stop_reason,
+        "stop_sequence": message.stop_sequence,
+        "text": message.text,
+        "content": orjson.dumps(message.content).decode(),
+        "input_tokens": usage.input_tokens,
+        "output_tokens": usage.output_tokens,
+        "cache_creation_input_tokens": usage.cache_creation_input_tokens,
+        "cache_read_input_tokens": usage.cache_read_input_tokens,
+        "cache_creation_5m_input_tokens": split.ephemeral_5m_input_tokens if split else None,
+        "cache_creation_1h_input_tokens": split.ephemeral_1h_input_tokens if split else None,
+        "service_tier": usage.service_tier,
+        "inference_geo": usage.inference_geo,
+        # Only succeeded results are billed (§5.4); an unpriced model costs NULL, not 0.
+        "cost_usd": cost_usd(counts, price) if price is not None else None,
+    }
+
+
+def _finish(
+    ctx: StepContext, lease: Lease, batch: BatchRecord, status: BatchStatus, note: str | None
+) -> str:
+    job = ctx.store.job_of_batch(batch.id)
+    canceled = ctx.store.job_canceled(job.id)
+    after = 0
+    while page := ctx.store.request_refs(batch.id, after, RESOLVE_PAGE_ROWS):
+        resolutions = [resolve(ref, job.max_attempts, canceled) for _, ref in page]
+        if not ctx.store.resolve_items(lease, resolutions, utcnow()):
+            raise _LeaseLost
+        after = page[-1][0]
+    if not ctx.store.finish_batch(lease, status, utcnow(), note):
+        raise _LeaseLost
+    ctx.store.finish_job_if_done(job.id, utcnow())
+    log.info("batch %s: %s%s", batch.id, status.value, f" ({note})" if note else "")
+    return status.value
+
+
+def resolve(ref: RequestRef, max_attempts: int, job_canceled: bool) -> Resolution:
+    """What happens to an item given its result (or the lack of one) in this batch."""
+    error_type: str | None
+    message: str | None
+    if ref.result_type is None:
+        outcome = decide_missing(ref.attempt, max_attempts, canceled_by_user=job_canceled)
+        error_type, message = "missing_result", "no result line for this request"
+    else:
+        outcome = decide(
+            ref.result_type,
+            ref.error_type,
+            ref.attempt,
+            max_attempts,
+            canceled_by_user=job_canceled,
+        )
+        error_type, message = _error_of(ref)
+    if outcome is Outcome.SUCCEEDED:
+        error_type = message = None
+    elif outcome is Outcome.FAILED and ref.result_type in ("expired", None):
+        message = f"{message} (after {ref.attempt} attempts)"
+    return Resolution(ref.item_id, _STATUS[outcome], ref.result_id, error_type, message)
+
+
+def _error_of(ref: RequestRef) -> tuple[str | None, str | None]:
+    if ref.result_type == "errored":
+        return ref.error_type, ref.error_message
+    if ref.result_type == "expired":
+        return "expired", "the batch expired before this request was processed"
+    if ref.result_type == "canceled":
+        return "canceled", "the batch was canceled before this request was processed"
+    return None, None

@@ -1,0 +1,122 @@
+"""Recording a job from its spec: validate everything before any spend.
+
+``submit_spec`` is idempotent: the same spec (same name, same content hash over
+the spec and its data) resumes the job it made before; a different spec under a
+name in use is refused.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from orchestrator.domain.planning import make_custom_id, request_bytes
+from orchestrator.domain.pricing import PriceTable, approx_input_tokens, estimate_cost_usd
+from orchestrator.domain.spec import ItemDraft, LoadedSpec, display_path, iter_items, load_spec
+from orchestrator.errors import BudgetExceededError, JobConflictError, SpecError
+from orchestrator.settings import DEFAULT_API_VERSION
+from orchestrator.store.queries import Store
+from orchestrator.store.records import JobRecord, NewJob
+
+#: Bytes of a batch body around its request lines: b'{"requests":[' + b']}'.
+ENVELOPE_BYTES = 16
+#: The longest custom_id we can make (item ids up to 10**15, attempts up to 10**4).
+_WIDEST_ITEM_ID, _WIDEST_ATTEMPT = 10**15, 10**4
+
+
+@dataclass
+class Estimate:
+    """Upper-bound cost of a job: all input, every output at its max_tokens."""
+
+    usd: float = 0.0
+    unpriced_models: int = 0
+
+
+def submit_spec(
+    store: Store,
+    path: Path,
+    now: datetime,
+    prices: PriceTable,
+    *,
+    api_version: str = DEFAULT_API_VERSION,
+    name: str | None = None,
+) -> tuple[JobRecord, bool]:
+    """Record the job of ``path`` (or find it again). Returns (job, created).
+
+    ``name`` overrides the spec's name (the daemon names each cron run apart).
+    """
+    loaded = load_spec(path)
+    spec = loaded.spec
+    job_name = name or spec.name
+    existing = store.find_job(job_name)
+    if existing is not None:
+        if existing.content_hash != loaded.content_hash:
+            raise JobConflictError(
+                f"job {job_name!r} (id {existing.id}) already exists with a different spec or "
+                f"data: to start a new job, give the spec a new `name` in {loaded.path}"
+            )
+        return existing, False
+    estimate = Estimate()
+    items = _checked_items(loaded, store.store_tag(), prices, estimate, api_version)
+
+    def check_budget() -> None:
+        if spec.budget_usd is not None and estimate.usd > spec.budget_usd:
+            raise BudgetExceededError(
+                f"{loaded.path}: budget_usd is {spec.budget_usd:.2f} but the pre-flight estimate "
+                f"is up to {estimate.usd:.2f} USD (all prompt tokens + every answer at max_tokens, "
+                "at batch prices); raise budget_usd or lower max_tokens"
+            )
+
+    new = _new_job(loaded, job_name, api_version)
+    job = store.create_job(new, items, before_commit=check_budget, now=now)
+    return job, True
+
+
+def _new_job(loaded: LoadedSpec, name: str, api_version: str) -> NewJob:
+    spec = loaded.spec
+    return NewJob(
+        name=name,
+        content_hash=loaded.content_hash,
+        spec_path=str(loaded.path),
+        spec=spec.model_dump(mode="json"),
+        max_attempts=spec.retry.max_attempts,
+        max_requests=spec.batching.max_requests,
+        max_bytes=spec.batching.max_bytes,
+        use_cache=spec.cache,
+        budget_usd=spec.budget_usd,
+        schedule=spec.schedule,
+        api_version=spec.api_version or api_version,
+    )
+
+
+def _checked_items(
+    loaded: LoadedSpec, tag: str, prices: PriceTable, estimate: Estimate, api_version: str
+) -> Iterator[ItemDraft]:
+    """Items, refusing any request too big for a batch, and summing the estimate."""
+    widest_id = make_custom_id(tag, _WIDEST_ITEM_ID, _WIDEST_ATTEMPT)
+    limit = loaded.spec.batching.max_bytes
+    for item in iter_items(loaded, default_api_version=api_version):
+        size = len(request_bytes(widest_id, item.params_json)) + ENVELOPE_BYTES
+        if size > limit:
+            raise SpecError(
+                f"request is {size:,} bytes with its batch envelope; the batch limit "
+                f"(batching.max_bytes) is {limit:,}: shorten this row",
+                location=f"{item_location(loaded, item)}",
+            )
+        _add_estimate(estimate, item, prices)
+        yield item
+
+
+def _add_estimate(estimate: Estimate, item: ItemDraft, prices: PriceTable) -> None:
+    price = prices.price_for(str(item.params.get("model", "")))
+    if price is None:
+        estimate.unpriced_models += 1
+        return
+    max_tokens = int(item.params.get("max_tokens", 0))
+    estimate.usd += estimate_cost_usd(price, approx_input_tokens(item.params_json), max_tokens)
+
+
+def item_location(loaded: LoadedSpec, item: ItemDraft) -> str:
+    return f"{display_path(loaded.spec.data_path)}:{item.line}"

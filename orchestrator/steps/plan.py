@@ -1,0 +1,73 @@
+"""Plan step: put pending items (new ones and retries) into batches under the limits.
+
+The response cache answers never-sent items first. Each batch is one
+transaction (batch row, its requests, its items moved to ``queued``), under a
+lease on the job so two daemons never plan the same items.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from orchestrator.domain.planning import BatchPlanner, PlannedBatch, make_custom_id, request_bytes
+from orchestrator.steps.context import StepContext, StepReport, log
+from orchestrator.store.records import JobRecord, Lease, PlannedRequest
+
+PAGE_ROWS = 1000
+
+
+def plan(ctx: StepContext, now: datetime) -> StepReport:
+    report = StepReport("plan")
+    for job_id in ctx.store.jobs_with_pending_items():
+        lease = ctx.store.claim_job(job_id, ctx.owner, now, ctx.ttl_s)
+        if lease is None:
+            continue  # another daemon is planning it
+        try:
+            job = ctx.store.get_job(str(job_id))
+            if job.use_cache:
+                hits, _saved = ctx.store.apply_response_cache(job_id, now)
+                if hits:
+                    report.add("cached", hits)
+            report.add("batches", _plan_job(ctx, lease, job, now))
+        finally:
+            ctx.store.release_job(lease)
+    return report
+
+
+def _plan_job(ctx: StepContext, lease: Lease, job: JobRecord, now: datetime) -> int:
+    tag = ctx.store.store_tag()
+    planner = BatchPlanner(job.max_requests, job.max_bytes)
+    open_requests: dict[int, PlannedRequest] = {}
+    made, after = 0, 0
+    while page := ctx.store.pending_items(job.id, after, PAGE_ROWS):
+        for item in page:
+            attempt = item.attempts + 1
+            custom_id = make_custom_id(tag, item.id, attempt)
+            open_requests[item.id] = PlannedRequest(item.id, attempt, custom_id)
+            size = len(request_bytes(custom_id, item.params_json.encode()))
+            closed = planner.add(item.id, size)
+            if closed is not None:
+                made += _record(ctx, lease, closed, open_requests, now)
+        after = page[-1].id
+    last = planner.finish()
+    if last is not None:
+        made += _record(ctx, lease, last, open_requests, now)
+    return made
+
+
+def _record(
+    ctx: StepContext,
+    lease: Lease,
+    batch: PlannedBatch,
+    open_requests: dict[int, PlannedRequest],
+    now: datetime,
+) -> int:
+    requests = [open_requests.pop(item_id) for item_id in batch.request_ids]
+    batch_id = ctx.store.add_planned_batch(lease, requests, batch.body_bytes, now)
+    if batch_id is None:
+        log.warning(
+            "job %s: planning lost its lease or an item changed; will re-plan", lease.row_id
+        )
+        return 0
+    log.info("job %s: planned batch %s with %s requests", lease.row_id, batch_id, len(requests))
+    return 1

@@ -1,0 +1,117 @@
+"""Submit step: create planned batches, crash-safely.
+
+1. ``mark_creating`` commits the intent (status ``creating``) BEFORE the POST.
+2. The POST streams the body from the store in pages.
+3. The returned batch id is recorded in a second transaction.
+
+A create whose outcome is unknown (timeout or reset after sending, 5xx) is never
+sent again blindly: the batch becomes ``unknown`` and the recover step
+reconciles it by listing (api/message-batches.md §8: the API takes no
+idempotency key). A worker that dies between 1 and 3 leaves ``creating`` with
+an expiring lease, which recover turns into ``unknown`` too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+
+from orchestrator.api.models import MessageBatch
+from orchestrator.domain.planning import request_bytes
+from orchestrator.errors import (
+    AmbiguousCreateError,
+    APIConnectionError,
+    BadRequestError,
+    ConflictError,
+    OverloadedError,
+    RateLimitError,
+    RequestTooLargeError,
+)
+from orchestrator.steps.context import SUBMIT_RETRY_S, StepContext, StepReport, log, utcnow
+from orchestrator.store.records import Lease, RemoteState
+from orchestrator.store.tables import BatchStatus
+
+#: Batches created per run of the step; the rest wait for the next tick.
+CREATES_PER_RUN = 20
+BACKOFF_SCOPE = "create"
+
+
+def submit(ctx: StepContext, now: datetime) -> StepReport:
+    report = StepReport("submit")
+    until = ctx.store.backoff_until(BACKOFF_SCOPE)
+    if until is not None and until > now:
+        report.details["backing_off"] = 1
+        return report
+    leases = ctx.store.claim_batches(
+        [BatchStatus.PLANNED], ctx.owner, now, ctx.ttl_s, CREATES_PER_RUN
+    )
+    for index, lease in enumerate(leases):
+        try:
+            outcome = _create(ctx, lease, now)
+            report.add(outcome)
+            if outcome == "deferred":
+                for rest in leases[index + 1 :]:
+                    ctx.store.release_batch(rest)
+                break
+        finally:
+            ctx.store.release_batch(lease)
+    return report
+
+
+def _create(ctx: StepContext, lease: Lease, now: datetime) -> str:
+    if not ctx.store.mark_creating(lease, now):
+        return "skipped"
+    try:
+        batch = ctx.api.create(lambda: _body_lines(ctx, lease.row_id))
+    except AmbiguousCreateError as exc:
+        log.warning("batch %s: create outcome unknown (%s); will reconcile", lease.row_id, exc)
+        ctx.store.mark_unknown(lease, str(exc), utcnow())
+        return "unknown"
+    except (RateLimitError, OverloadedError, ConflictError, APIConnectionError) as exc:
+        _defer(ctx, lease, exc, now)
+        return "deferred"
+    except (BadRequestError, RequestTooLargeError) as exc:
+        log.error("batch %s: the API refused the create: %s", lease.row_id, exc)
+        ctx.store.mark_rejected(lease, exc.error_type or "invalid_request_error", str(exc), now)
+        return "rejected"
+    except BaseException:
+        # Authentication, permission, billing...: nothing was created; the user must act.
+        ctx.store.return_to_planned(lease, "create failed", now, now)
+        raise
+    if not ctx.store.record_created(lease, remote_state(batch), utcnow()):
+        log.warning("batch %s: lost its lease before recording %s", lease.row_id, batch.id)
+    log.info("batch %s: created %s", lease.row_id, batch.id)
+    return "created"
+
+
+def _defer(ctx: StepContext, lease: Lease, exc: Exception, now: datetime) -> None:
+    """The API refused before processing: nothing was created, so resend later."""
+    wait = getattr(exc, "retry_after_s", None) or SUBMIT_RETRY_S
+    until = now + timedelta(seconds=wait)
+    ctx.store.return_to_planned(lease, str(exc), until, now)
+    ctx.store.set_backoff(BACKOFF_SCOPE, until, str(exc))
+    log.warning("batch %s: create refused (%s); retrying after %.0f s", lease.row_id, exc, wait)
+
+
+def _body_lines(ctx: StepContext, batch_id: int) -> Iterator[bytes]:
+    for custom_id, params in ctx.store.request_lines(batch_id):
+        yield request_bytes(custom_id, params.encode())
+
+
+def remote_state(batch: MessageBatch) -> RemoteState:
+    """The store's view of an API ``MessageBatch``."""
+    counts = batch.request_counts
+    return RemoteState(
+        remote_id=batch.id,
+        processing_status=batch.processing_status,
+        created_at=batch.created_at,
+        expires_at=batch.expires_at,
+        ended_at=batch.ended_at,
+        archived_at=batch.archived_at,
+        results_url=batch.results_url,
+        succeeded=counts.succeeded,
+        errored=counts.errored,
+        canceled=counts.canceled,
+        expired=counts.expired,
+        processing=counts.processing,
+    )
