@@ -1,1 +1,74 @@
-"""domain."""
+"""Pure domain logic: job specs, request params, batch planning, outcomes, pricing.
+
+Nothing here touches SQL, HTTP or the scheduler (ruff TID251 enforces part of it);
+the store and the steps build on these types.
+"""
+
+from __future__ import annotations
+
+from orchestrator.domain.outcomes import RETRYABLE_ERROR_TYPES, Outcome, decide, decide_missing
+from orchestrator.domain.params import MessageParams, ParamsError, validate_params
+from orchestrator.domain.planning import (
+    CUSTOM_ID_PATTERN,
+    ENVELOPE_OVERHEAD,
+    BatchPlanner,
+    CustomIdParts,
+    PlannedBatch,
+    RequestTooLargeForBatch,
+    body_size,
+    make_custom_id,
+    parse_custom_id,
+    plan,
+    request_bytes,
+)
+from orchestrator.domain.pricing import (
+    ModelPrice,
+    PriceTable,
+    UsageCounts,
+    approx_input_tokens,
+    cost_usd,
+    estimate_cost_usd,
+)
+from orchestrator.domain.spec import (
+    BatchingSpec,
+    ItemDraft,
+    JobSpec,
+    LoadedSpec,
+    RetrySpec,
+    iter_items,
+    load_spec,
+)
+
+__all__ = [
+    "CUSTOM_ID_PATTERN",
+    "ENVELOPE_OVERHEAD",
+    "RETRYABLE_ERROR_TYPES",
+    "BatchPlanner",
+    "BatchingSpec",
+    "CustomIdParts",
+    "ItemDraft",
+    "JobSpec",
+    "LoadedSpec",
+    "MessageParams",
+    "ModelPrice",
+    "Outcome",
+    "ParamsError",
+    "PlannedBatch",
+    "PriceTable",
+    "RequestTooLargeForBatch",
+    "RetrySpec",
+    "UsageCounts",
+    "approx_input_tokens",
+    "body_size",
+    "cost_usd",
+    "decide",
+    "decide_missing",
+    "estimate_cost_usd",
+    "iter_items",
+    "load_spec",
+    "make_custom_id",
+    "parse_custom_id",
+    "plan",
+    "request_bytes",
+    "validate_params",
+]

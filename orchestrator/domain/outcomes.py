@@ -1,0 +1,71 @@
+"""What one result line means for its item: done, send again, or give up.
+
+Result types are ``succeeded``, ``errored``, ``canceled`` and ``expired``
+(api/message-batches.md §2.5). The API guide splits errors in two: invalid
+requests (fix the request first) and server errors (retry as-is). We narrow the
+second class: ``authentication_error``, ``permission_error``, ``billing_error``
+and ``not_found_error`` are about the account or the resource, not a passing
+server state; sending the same request again would fail the same way and only
+spend attempts, so they are final. Only the four transient server-side types
+below are retried. Expired requests (the 24 h window closed) are retried too.
+Canceled requests were canceled by someone on purpose and are never retried.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Outcome(StrEnum):
+    """The decision for one item after one result."""
+
+    #: terminal: the item has its answer.
+    SUCCEEDED = "succeeded"
+    #: send the item again, in a new batch, as the next attempt.
+    RETRY = "retry"
+    #: terminal failure: invalid request, final error type, or attempts used up.
+    FAILED = "failed"
+    #: terminal: the batch (or job) was canceled; never retried.
+    CANCELED = "canceled"
+
+
+#: Server-side error types inside an errored result that are worth retrying as-is.
+RETRYABLE_ERROR_TYPES = frozenset(
+    {"api_error", "overloaded_error", "rate_limit_error", "timeout_error"}
+)
+RESULT_TYPES = frozenset({"succeeded", "errored", "canceled", "expired"})
+
+
+def decide(
+    result_type: str,
+    error_type: str | None,
+    attempt: int,
+    max_attempts: int,
+    *,
+    canceled_by_user: bool = False,
+) -> Outcome:
+    """Decide one item's fate from the result of its ``attempt``-th try (1-based).
+
+    ``canceled_by_user`` (the user canceled the job) turns a would-be RETRY into
+    CANCELED: re-sending what the user stopped would spend money they chose not to.
+    Successes and real failures keep their outcome, so the user still sees them.
+    """
+    if result_type not in RESULT_TYPES:
+        raise ValueError(f"unknown result type {result_type!r}")
+    if result_type == "succeeded":
+        return Outcome.SUCCEEDED
+    if result_type == "canceled":
+        return Outcome.CANCELED
+    if result_type == "errored" and error_type not in RETRYABLE_ERROR_TYPES:
+        return Outcome.FAILED
+    outcome = _retry_or_fail(attempt, max_attempts)
+    return Outcome.CANCELED if canceled_by_user and outcome is Outcome.RETRY else outcome
+
+
+def decide_missing(attempt: int, max_attempts: int, *, canceled_by_user: bool = False) -> Outcome:
+    """A request absent from its batch's results (or results unavailable): like expired."""
+    return decide("expired", None, attempt, max_attempts, canceled_by_user=canceled_by_user)
+
+
+def _retry_or_fail(attempt: int, max_attempts: int) -> Outcome:
+    return Outcome.RETRY if attempt < max_attempts else Outcome.FAILED

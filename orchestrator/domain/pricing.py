@@ -1,0 +1,234 @@
+"""Token cost at batch prices (api/message-batches.md §9).
+
+Prices are data, not code: ``prices.json`` holds the published standard prices in
+USD per million tokens, each row dated and sourced, and the batch discount (50 %
+of standard for every token category) is applied here. Only ``succeeded``
+results are billed (§5.4); callers pass only those to :func:`cost_usd`.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from orchestrator.errors import ConfigError
+
+#: Characters per token for the pre-flight estimate: a rough, documented rule of thumb.
+APPROX_BYTES_PER_TOKEN = 4
+TOKENS_PER_MTOK = 1_000_000
+COST_DECIMALS = 9  #: costs are rounded to 1e-9 USD
+#: A dated variant of a listed id, e.g. claude-haiku-4-5 + "-20251001".
+_DATED_SUFFIX = re.compile(r"^-(?:\d{8}|latest)$")
+
+
+class _Rates(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    input: float = Field(ge=0)
+    cache_write_5m: float = Field(ge=0)
+    cache_write_1h: float = Field(ge=0)
+    cache_read: float = Field(ge=0)
+    output: float = Field(ge=0)
+
+
+class _LongPromptRates(_Rates):
+    above_input_tokens: int = Field(ge=1)
+
+
+class _PriceRow(_Rates):
+    models: list[str] = Field(min_length=1)
+    long_prompt: _LongPromptRates | None = None
+    geo_multipliers: dict[str, float] = {}
+    as_of: str
+    source: str
+
+
+class _PriceFile(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    as_of: str
+    batch_discount: float = Field(ge=0, lt=1)
+    prices: list[_PriceRow]
+
+
+@dataclass(frozen=True, slots=True)
+class TokenRates:
+    """Standard prices in USD per million tokens for each token category."""
+
+    input: float
+    cache_write_5m: float
+    cache_write_1h: float
+    cache_read: float
+    output: float
+
+
+@dataclass(frozen=True, slots=True)
+class ModelPrice:
+    """The price row for one model id, with what applies on top of its rates."""
+
+    model: str  #: the listed id that matched
+    rates: TokenRates
+    batch_discount: float  #: 0.5: batch requests cost half the standard price (§9.1)
+    as_of: str
+    source: str
+    #: (geo, multiplier) pairs for usage.inference_geo, e.g. ("us", 1.1) on 4.6+ models.
+    geo_multipliers: tuple[tuple[str, float], ...] = ()
+    #: Rates for prompts above ``long_prompt_above`` input tokens (tiered models only).
+    long_prompt_rates: TokenRates | None = None
+    long_prompt_above: int | None = None
+
+    def rates_for(self, total_input_tokens: int) -> TokenRates:
+        """The rates that apply to a prompt of this many input tokens (all kinds)."""
+        above = self.long_prompt_above
+        if self.long_prompt_rates is not None and above is not None:
+            if total_input_tokens > above:
+                return self.long_prompt_rates
+        return self.rates
+
+    def geo_multiplier(self, inference_geo: str | None) -> float:
+        """1.1 for ``"us"`` on models that charge for it, else 1.0 (§9.1)."""
+        return dict(self.geo_multipliers).get(inference_geo or "", 1.0)
+
+    @property
+    def max_geo_multiplier(self) -> float:
+        return max((m for _, m in self.geo_multipliers), default=1.0)
+
+
+class PriceTable:
+    """The dated price table; look models up with :meth:`price_for`."""
+
+    def __init__(self, prices: Mapping[str, ModelPrice], as_of: str) -> None:
+        self._prices = dict(prices)
+        self.as_of = as_of
+
+    @classmethod
+    def load(cls, path: Path | None = None) -> PriceTable:
+        """Load ``path``, or the ``prices.json`` shipped in this package."""
+        if path is None:
+            raw = resources.files("orchestrator.domain").joinpath("prices.json").read_bytes()
+        else:
+            raw = path.read_bytes()
+        try:
+            table = _PriceFile.model_validate(orjson.loads(raw))
+        except (orjson.JSONDecodeError, ValidationError) as exc:
+            raise ConfigError(f"price table {path or 'prices.json'} is malformed: {exc}") from None
+        prices = {
+            model: _model_price(model, row, table.batch_discount)
+            for row in table.prices
+            for model in row.models
+        }
+        return cls(prices, table.as_of)
+
+    def price_for(self, model: str) -> ModelPrice | None:
+        """The price of ``model``: exact id, else the longest listed id it is a dated variant of."""
+        if model in self._prices:
+            return self._prices[model]
+        matches = [
+            listed
+            for listed in self._prices
+            if model.startswith(listed) and _DATED_SUFFIX.match(model[len(listed) :])
+        ]
+        return self._prices[max(matches, key=len)] if matches else None
+
+
+def _model_price(model: str, row: _PriceRow, batch_discount: float) -> ModelPrice:
+    long_rates = None
+    if row.long_prompt is not None:
+        long_rates = _rates(row.long_prompt)
+    return ModelPrice(
+        model=model,
+        rates=_rates(row),
+        batch_discount=batch_discount,
+        as_of=row.as_of,
+        source=row.source,
+        geo_multipliers=tuple(sorted(row.geo_multipliers.items())),
+        long_prompt_rates=long_rates,
+        long_prompt_above=row.long_prompt.above_input_tokens if row.long_prompt else None,
+    )
+
+
+def _rates(row: _Rates) -> TokenRates:
+    return TokenRates(row.input, row.cache_write_5m, row.cache_write_1h, row.cache_read, row.output)
+
+
+@dataclass(frozen=True, slots=True)
+class UsageCounts:
+    """The billable part of a succeeded result's ``usage`` (§2.6)."""
+
+    input_tokens: int
+    output_tokens: int
+    cache_creation_input_tokens: int = 0
+    cache_read_input_tokens: int = 0
+    #: cache_creation.ephemeral_5m/1h_input_tokens; None when the split is absent.
+    cache_5m_tokens: int | None = None
+    cache_1h_tokens: int | None = None
+    inference_geo: str | None = None
+
+    @classmethod
+    def from_usage(cls, usage: Mapping[str, Any]) -> UsageCounts:
+        """Read a ``usage`` object as the API sends it (optional fields may be null)."""
+        split = usage.get("cache_creation") or {}
+        return cls(
+            input_tokens=int(usage.get("input_tokens") or 0),
+            output_tokens=int(usage.get("output_tokens") or 0),
+            cache_creation_input_tokens=int(usage.get("cache_creation_input_tokens") or 0),
+            cache_read_input_tokens=int(usage.get("cache_read_input_tokens") or 0),
+            cache_5m_tokens=split.get("ephemeral_5m_input_tokens"),
+            cache_1h_tokens=split.get("ephemeral_1h_input_tokens"),
+            inference_geo=usage.get("inference_geo"),
+        )
+
+    @property
+    def total_input_tokens(self) -> int:
+        """input + cache writes + cache reads (§2.6)."""
+        return self.input_tokens + self.cache_creation_input_tokens + self.cache_read_input_tokens
+
+
+def cost_usd(usage: UsageCounts, price: ModelPrice) -> float:
+    """Batch cost of one succeeded result in USD, rounded to 1e-9 (§9.1).
+
+    Without the 5m/1h split, every cache write counts as a 5-minute write.
+    """
+    rates = price.rates_for(usage.total_input_tokens)
+    five_min, one_hour = usage.cache_5m_tokens, usage.cache_1h_tokens
+    if five_min is None and one_hour is None:
+        five_min, one_hour = usage.cache_creation_input_tokens, 0
+    standard = (
+        usage.input_tokens * rates.input
+        + (five_min or 0) * rates.cache_write_5m
+        + (one_hour or 0) * rates.cache_write_1h
+        + usage.cache_read_input_tokens * rates.cache_read
+        + usage.output_tokens * rates.output
+    )
+    multiplier = (1 - price.batch_discount) * price.geo_multiplier(usage.inference_geo)
+    return round(multiplier * standard / TOKENS_PER_MTOK, COST_DECIMALS)
+
+
+def estimate_cost_usd(price: ModelPrice, input_tokens: int, max_output_tokens: int) -> float:
+    """Upper-bound batch cost of one request for budget checks, in USD.
+
+    Assumes every output token up to max_tokens is produced and the highest
+    data-residency multiplier; input is priced as uncached input (cache writes
+    requested by the prompt itself are not foreseen).
+    """
+    rates = price.rates_for(input_tokens)
+    standard = input_tokens * rates.input + max_output_tokens * rates.output
+    multiplier = (1 - price.batch_discount) * price.max_geo_multiplier
+    return round(multiplier * standard / TOKENS_PER_MTOK, COST_DECIMALS)
+
+
+def approx_input_tokens(params_json: bytes) -> int:
+    """A rough input token count: one token per 4 bytes of the params JSON, rounded up.
+
+    Overestimates for JSON punctuation and underestimates for dense non-Latin text;
+    good enough for a budget pre-check, not for billing (use the count_tokens endpoint).
+    """
+    return math.ceil(len(params_json) / APPROX_BYTES_PER_TOKEN)
