@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from orchestrator.domain.planning import make_custom_id, request_bytes
+from orchestrator.domain.planning import ENVELOPE_OVERHEAD, make_custom_id, request_bytes
 from orchestrator.domain.pricing import PriceTable, approx_input_tokens, estimate_cost_usd
 from orchestrator.domain.spec import ItemDraft, LoadedSpec, display_path, iter_items, load_spec
 from orchestrator.errors import BudgetExceededError, JobConflictError, SpecError
@@ -20,8 +20,6 @@ from orchestrator.settings import DEFAULT_API_VERSION
 from orchestrator.store.queries import Store
 from orchestrator.store.records import JobRecord, NewJob
 
-#: Bytes of a batch body around its request lines: b'{"requests":[' + b']}'.
-ENVELOPE_BYTES = 16
 #: The longest custom_id we can make (item ids up to 10**15, attempts up to 10**4).
 _WIDEST_ITEM_ID, _WIDEST_ATTEMPT = 10**15, 10**4
 
@@ -98,7 +96,7 @@ def _checked_items(
     widest_id = make_custom_id(tag, _WIDEST_ITEM_ID, _WIDEST_ATTEMPT)
     limit = loaded.spec.batching.max_bytes
     for item in iter_items(loaded, default_api_version=api_version):
-        size = len(request_bytes(widest_id, item.params_json)) + ENVELOPE_BYTES
+        size = len(request_bytes(widest_id, item.params_json)) + ENVELOPE_OVERHEAD
         if size > limit:
             raise SpecError(
                 f"request is {size:,} bytes with its batch envelope; the batch limit "
