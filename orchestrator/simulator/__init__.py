@@ -4,6 +4,33 @@ Use it in-process (``create_app`` + ``httpx.ASGITransport``), in a background th
 (``with SimulatorServer(config) as sim: ... sim.base_url``) or in the foreground
 (``serve`` / ``orchestrator simulate``). Behaviour follows
 ``/work/shared/api/message-batches.md``; section numbers in comments refer to it.
+
+Choices for the doc's open questions (§12) and other simplifications:
+
+* §12.1 results before ``ended`` -> 400 invalid_request_error.
+* §12.2 second cancel while canceling -> 200, batch unchanged; cancel on ended -> 400.
+* §12.3 delete while in_progress/canceling -> 400; afterwards retrieve/results/delete 404.
+* §12.4 results of an archived batch -> 404 not_found_error; ``results_url`` stays set.
+* §12.5 batch-unsupported params (stream, speed, max_tokens 0, store, ...) fail the
+  whole create with 400 (sync), like temperature/top_p/top_k under 2026-10-21.
+* §12.6 queue limit exceeded -> 429 rate_limit_error with retry-after (seconds until the
+  next in-flight batch ends).
+* §12.8 the ``anthropic-ratelimit-requests-*`` trio is sent on every batch endpoint.
+* §12.9 ``request_id`` inside errored result lines is null.
+* §4.1 list: before_id + after_id -> 400; limit outside 1..1000 -> 400; a cursor that
+  names no stored batch is not an error: ids sort in creation order, so the cursor
+  positions the page by id (a deleted cursor batch keeps pagination working).
+* §6.2-6.4 processing is all-or-nothing: requests leave ``processing`` together at
+  ``ended_at``. ``expired_share`` requests come back expired when the batch ends (not at
+  expires_at); a batch whose drawn processing time exceeds ``expiry_seconds`` ends at
+  expires_at with every valid request expired.
+* §6.3 cancel: ``cancel_inflight_share`` of the requests were "in flight" and keep their
+  outcome (succeeded/errored); the rest are canceled. If the batch would have ended on
+  its own before ``cancel_seconds`` elapse, it ends normally.
+* Tokens: 1 token = 4 characters (rounded up) for input, output and truncation.
+* Unknown model: errored invalid_request_error in a batch, 404 on /v1/messages.
+* Dropped connections (lost create, cut results) need a real server (SimulatorServer);
+  over ``httpx.ASGITransport`` the client just sees a short body.
 """
 
 from __future__ import annotations

@@ -203,7 +203,11 @@ class SimulatorApi:
                 "invalid_request_error",
                 "the clock is not a ManualClock",
             )
-        seconds = parse_json(await request.body()).get("seconds", 0)
+        body = parse_json(await request.body() or b"{}")
+        seconds = body.get("seconds") if isinstance(body, dict) else None
+        if not isinstance(seconds, int | float) or seconds < 0:
+            message = 'expected {"seconds": <non-negative number>}'
+            return error_response(request_id_of(request), 400, "invalid_request_error", message)
         return json_response({"now": rfc3339(clock.advance(float(seconds)))})
 
 

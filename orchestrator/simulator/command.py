@@ -42,7 +42,7 @@ def parse_shares(pairs: list[str]) -> dict[str, float]:
     return shares
 
 
-def simulate(
+def simulate(  # one option per knob: long by design, no logic in the signature
     host: Annotated[
         str, _opt("host", "Interface to listen on (loopback unless --allow-remote).")
     ] = "127.0.0.1",

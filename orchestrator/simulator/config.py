@@ -83,7 +83,7 @@ class SimulatorConfig(BaseModel):
     #: Sent as anthropic-workspace-id on authenticated responses.
     workspace_id: str = "wrkspc_01SimulatorWorkspace00000"
     #: Lines per chunk of the streamed results body.
-    results_chunk_lines: int = Field(default=256, ge=1)
+    results_chunk_lines: int = Field(default=1024, ge=1)
 
     @model_validator(mode="after")
     def _check_outcome_mix(self) -> SimulatorConfig:

@@ -13,7 +13,7 @@ from .ids import digest64
 
 _ITEM = r"[\"'`]?([A-Za-z0-9][\w-]*)[\"'`]?"
 #: "one of: x, y, z" / "one of [x, y, z]" / "one of x, y or z"
-_ONE_OF = re.compile(r"\bone of\s*:?\s*\[?([^\n.?!\]]+)", re.IGNORECASE)
+_ONE_OF = re.compile(r"\bone of\s*:?\s*\[?([\w\s,'\"`/|-]+)", re.IGNORECASE)
 #: "positive, negative or neutral", "A, B, or C"
 _LIST = re.compile(rf"{_ITEM}((?:\s*,\s*{_ITEM})+),?\s+or\s+{_ITEM}", re.IGNORECASE)
 #: "Answer yes or no", "reply with true or false"

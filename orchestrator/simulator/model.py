@@ -231,7 +231,9 @@ def answer_text(text: str, seed: int) -> str:
 
 def _topic(text: str) -> str:
     words = [w.strip(".,;:!?\"'()[]").lower() for w in text.split()]
-    keywords = sorted({w for w in words if len(w) > 4 and w.isalpha()}, key=lambda w: (-len(w), w))
+    keywords = sorted(
+        {w for w in words if 4 < len(w) <= 20 and w.isalpha()}, key=lambda w: (-len(w), w)
+    )
     return " and ".join(keywords[:2]) if keywords else "your request"
 
 

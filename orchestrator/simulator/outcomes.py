@@ -54,13 +54,15 @@ def scripted_outcome(config: SimulatorConfig, batch_id: str, custom_id: str, pro
         and unit_interval(config.seed, "invalid", custom_id, prompt.digest) < invalid_share
     ):
         return INVALID
+    # Shares are of all requests: rescale for the ones the invalid draw already took.
+    scale = 1.0 / (1.0 - invalid_share) if invalid_share < 1.0 else 1.0
     draw = unit_interval(config.seed, "outcome", batch_id, custom_id, prompt.digest)
     edge = 0.0
     for name in SERVER_ERRORS:
-        edge += shares.get(name, 0.0)
+        edge += shares.get(name, 0.0) * scale
         if draw < edge:
             return _CODE_OF_ERROR[name]
-    return EXPIRED if draw < edge + config.expired_share else SUCCEEDED
+    return EXPIRED if draw < edge + config.expired_share * scale else SUCCEEDED
 
 
 def canceled_outcome(code: int, inflight: bool) -> int:
