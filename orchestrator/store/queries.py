@@ -24,7 +24,19 @@ from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, and_, delete, func, insert, or_, select, text, update
+from sqlalchemy import (
+    Engine,
+    Table,
+    and_,
+    bindparam,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, aliased, sessionmaker
@@ -59,6 +71,7 @@ from orchestrator.store.tables import (
 )
 
 ITEM_CHUNK_ROWS = 1000
+PLAN_WRITE_ROWS = 5000
 TERMINAL_ITEM_STATUSES = (ItemStatus.SUCCEEDED, ItemStatus.FAILED, ItemStatus.CANCELED)
 OPEN_REMOTE_STATUSES = (BatchStatus.IN_PROGRESS, BatchStatus.CANCELING)
 STORE_TAG_CHARS = string.ascii_lowercase + string.digits
@@ -377,33 +390,45 @@ class Store:
             )
             s.add(batch)
             s.flush()
-            s.execute(
-                insert(BatchRequest),
-                [
-                    {
-                        "batch_id": batch.id,
-                        "item_id": r.item_id,
-                        "attempt": r.attempt,
-                        "custom_id": r.custom_id,
-                    }
-                    for r in requests
-                ],
-            )
-            for r in requests:
-                moved = s.execute(
-                    update(Item)
-                    .where(Item.id == r.item_id, Item.status == ItemStatus.PENDING)
-                    .values(
-                        status=ItemStatus.QUEUED,
-                        batch_id=batch.id,
-                        attempts=r.attempt,
-                        custom_id=r.custom_id,
-                        updated_at=now,
-                    )
-                )
-                if _count(moved) != 1:
-                    raise _LostRace
+            moved = 0
+            # Chunked so a 100,000-request batch never builds 100,000 parameter dicts at once.
+            for start in range(0, len(requests), PLAN_WRITE_ROWS):
+                chunk = requests[start : start + PLAN_WRITE_ROWS]
+                moved += self._queue_requests(s, batch.id, chunk, now)
+            if moved != len(requests):
+                raise _LostRace
             return batch.id
+
+    @staticmethod
+    def _queue_requests(
+        s: Session, batch_id: int, chunk: Sequence[PlannedRequest], now: datetime
+    ) -> int:
+        s.execute(
+            insert(BatchRequest),
+            [
+                {
+                    "batch_id": batch_id,
+                    "item_id": r.item_id,
+                    "attempt": r.attempt,
+                    "custom_id": r.custom_id,
+                }
+                for r in chunk
+            ],
+        )
+        return _count(
+            s.connection().execute(
+                _ITEMS.update()
+                .where(_ITEMS.c.id == bindparam("item"), _ITEMS.c.status == ItemStatus.PENDING)
+                .values(
+                    status=ItemStatus.QUEUED,
+                    batch_id=batch_id,
+                    attempts=bindparam("attempt"),
+                    custom_id=bindparam("cid"),
+                    updated_at=now,
+                ),
+                [{"item": r.item_id, "attempt": r.attempt, "cid": r.custom_id} for r in chunk],
+            )
+        )
 
     # -- batch claims ------------------------------------------------------------
 
@@ -715,22 +740,23 @@ class Store:
         with self._tx() as s:
             if not s.execute(select(Batch.id).where(_held(Batch, lease))).first():
                 return False
-            for r in resolutions:
-                s.execute(
-                    update(Item)
+            if resolutions:
+                s.connection().execute(
+                    _ITEMS.update()
                     .where(
-                        Item.id == r.item_id,
-                        Item.batch_id == lease.row_id,
-                        Item.status == ItemStatus.QUEUED,
+                        _ITEMS.c.id == bindparam("item"),
+                        _ITEMS.c.batch_id == lease.row_id,
+                        _ITEMS.c.status == ItemStatus.QUEUED,
                     )
                     .values(
-                        status=r.status,
-                        final_result_id=r.result_id,
-                        batch_id=None if r.status == ItemStatus.PENDING else lease.row_id,
-                        error_type=r.error_type,
-                        error_message=r.error_message,
+                        status=bindparam("new_status"),
+                        final_result_id=bindparam("result"),
+                        batch_id=bindparam("new_batch"),
+                        error_type=bindparam("etype"),
+                        error_message=bindparam("emsg"),
                         updated_at=now,
-                    )
+                    ),
+                    [_resolution_params(r, lease.row_id) for r in resolutions],
                 )
             return True
 
@@ -854,10 +880,23 @@ class Store:
 
 
 _PENDING = aliased(Item, name="pending")
+_ITEMS: Table = Item.__table__  # type: ignore[assignment]
 
 
 class _LostRace(Exception):
     """Another worker changed the rows first; the transaction is rolled back."""
+
+
+def _resolution_params(r: Resolution, batch_id: int) -> dict[str, Any]:
+    # An item going back to pending leaves the batch; a terminal one keeps it for reference.
+    return {
+        "item": r.item_id,
+        "new_status": r.status,
+        "result": r.result_id,
+        "new_batch": None if r.status == ItemStatus.PENDING else batch_id,
+        "etype": r.error_type,
+        "emsg": r.error_message,
+    }
 
 
 def _count(result: Any) -> int:
