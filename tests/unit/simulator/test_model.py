@@ -52,7 +52,6 @@ def test_free_text_is_deterministic_and_plausible() -> None:
     assert first == _reply_text("Tell me about relational databases")
     assert first.endswith(".")
     assert len(first.split()) >= 8
-    assert first != _reply_text("Tell me about relational databases", seed=1) or True
 
 
 def test_max_tokens_truncates_at_four_chars_per_token() -> None:

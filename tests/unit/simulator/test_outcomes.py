@@ -12,6 +12,7 @@ from orchestrator.simulator.ledger import Ledger
 from orchestrator.simulator.model import sketch
 from orchestrator.simulator.outcomes import INVALID, SUCCEEDED, result_type, scripted_outcome
 from orchestrator.simulator.results import result_chunks, shuffled_order
+from orchestrator.simulator.validation import check_create_body
 
 from .conftest import make_state, pairs, params
 
@@ -86,3 +87,17 @@ def test_redownload_gives_identical_bytes(clock: ManualClock) -> None:
     assert b"".join(result_chunks(batch, 0, Ledger(), 5)) == b"".join(
         result_chunks(batch, 0, Ledger(), 5)
     )
+
+
+@pytest.mark.slow
+def test_a_100k_batch_is_accepted_and_streamed_lazily(clock: ManualClock) -> None:
+    state = make_state(clock, processing_seconds=0.0)
+    body = {
+        "requests": [{"custom_id": f"r{n}", "params": params(f"Q {n}")} for n in range(100_000)]
+    }
+    batch = state.create_batch(check_create_body(body, "2026-10-21"), frozenset())
+    state.get(batch.id)
+    chunks = result_chunks(batch, 0, Ledger(), 1024)
+    first = next(chunks)
+    assert first.count(b"\n") == 1024  # generated a chunk at a time, not as one string
+    assert sum(chunk.count(b"\n") for chunk in chunks) == 100_000 - 1024
