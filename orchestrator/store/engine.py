@@ -10,6 +10,7 @@ store; claims there use ``FOR UPDATE SKIP LOCKED``.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -110,13 +111,20 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
     """Apply migrations up to ``revision``."""
     from alembic import command
 
+    _quiet_alembic()
     command.upgrade(alembic_config(engine), revision)
 
 
 def downgrade(engine: Engine, revision: str) -> None:
     from alembic import command
 
+    _quiet_alembic()
     command.downgrade(alembic_config(engine), revision)
+
+
+def _quiet_alembic() -> None:
+    # Alembic narrates every step at INFO; the CLI prints its own one-line summary.
+    logging.getLogger("alembic").setLevel(max(logging.WARNING, logging.getLogger().level))
 
 
 def require_head(engine: Engine) -> None:
