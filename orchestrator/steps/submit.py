@@ -21,6 +21,7 @@ from orchestrator.domain.planning import request_bytes
 from orchestrator.errors import (
     AmbiguousCreateError,
     APIConnectionError,
+    APIStatusError,
     BadRequestError,
     ConflictError,
     OverloadedError,
@@ -74,9 +75,14 @@ def _create(ctx: StepContext, lease: Lease, now: datetime) -> str:
         log.error("batch %s: the API refused the create: %s", lease.row_id, exc)
         ctx.store.mark_rejected(lease, exc.error_type or "invalid_request_error", str(exc), now)
         return "rejected"
+    except APIStatusError as exc:
+        # 401/402/403/404...: refused outright, nothing was created; the user must act.
+        ctx.store.return_to_planned(lease, str(exc), now, now)
+        raise
     except BaseException:
-        # Authentication, permission, billing...: nothing was created; the user must act.
-        ctx.store.return_to_planned(lease, "create failed", now, now)
+        # Ctrl-C, SIGTERM or a bug mid-POST: the body may have arrived. Never resend
+        # blindly; reconcile by listing like any other create of unknown outcome.
+        ctx.store.mark_unknown(lease, "interrupted during the create", utcnow())
         raise
     if not ctx.store.record_created(lease, remote_state(batch), utcnow()):
         log.warning("batch %s: lost its lease before recording %s", lease.row_id, batch.id)
