@@ -615,15 +615,17 @@ class Store:
     # -- recover -----------------------------------------------------------------
 
     def abandoned_creates(self, now: datetime) -> int:
-        """Creates whose worker died mid-call become ``unknown`` (to be reconciled)."""
+        """Creates whose worker died mid-call become ``unknown`` (to be reconciled).
+
+        A lease that expired means the worker died; a lease already released means
+        an exception unwound the submit step after the POST (its ``finally``
+        released the batch without recording the outcome). Either way nobody is
+        working on the create any more.
+        """
         with self._tx() as s:
             res = s.execute(
                 update(Batch)
-                .where(
-                    Batch.status == BatchStatus.CREATING,
-                    Batch.lease_expires_at.is_not(None),
-                    Batch.lease_expires_at < now,
-                )
+                .where(Batch.status == BatchStatus.CREATING, _lease_free(Batch, now))
                 .values(
                     status=BatchStatus.UNKNOWN,
                     lease_owner=None,
