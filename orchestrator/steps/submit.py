@@ -46,15 +46,18 @@ def submit(ctx: StepContext, now: datetime) -> StepReport:
     leases = ctx.store.claim_batches(
         [BatchStatus.PLANNED], ctx.owner, now, ctx.ttl_s, CREATES_PER_RUN
     )
-    for index, lease in enumerate(leases):
-        try:
+    try:
+        for lease in leases:
             outcome = _create(ctx, lease, now)
             report.add(outcome)
             if outcome == "deferred":
-                for rest in leases[index + 1 :]:
-                    ctx.store.release_batch(rest)
                 break
-        finally:
+    finally:
+        # Every claimed batch, also those not reached when a create was deferred or
+        # an exception (Ctrl-C, SIGTERM, a store error) unwound the loop: a peer or
+        # the restarted worker takes them at once instead of after the lease TTL.
+        # A lease already moved on (or taken over) matches no row here.
+        for lease in leases:
             ctx.store.release_batch(lease)
     return report
 
