@@ -1,101 +1,175 @@
-"""Crash safety on SQLite and PostgreSQL: lost creates, concurrent claims, fencing.
+"""Crash safety on SQLite and PostgreSQL: creates whose outcome is unknown, concurrent
+claims, fencing of a stale lease holder.
 
-Real store (both backends), real HTTP to the simulator; the guarantees are the
-ones in design §5.3 and §5.5 (anchors B4 scenarios 2, 8 and 9).
+Real store (both backends), real HTTP to the simulator; the guarantees are design
+§5.1, §5.3 and §5.5 (anchors B4 scenarios 1, 2, 8 and 9). Crashes are injected
+in-process as a BaseException (anchors B3 level (a)), and a worker "restarts"
+with a fresh store connection, client and owner id.
 """
 
 from __future__ import annotations
 
-import json
 import threading
-from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 from sqlalchemy import update
 
-from orchestrator.api.client import BatchesClient
-from orchestrator.settings import load_settings
-from orchestrator.simulator import SimulatorConfig, SimulatorServer
-from orchestrator.steps import StepContext, plan, recover, run_cycle, submit
+from orchestrator.simulator import SimulatorServer
+from orchestrator.steps import StepContext, plan, poll, recover, run_cycle, submit
 from orchestrator.steps.context import utcnow
-from orchestrator.steps.jobs import submit_spec
+from orchestrator.steps.ingest import ingest_batch
 from orchestrator.store.queries import Store
-from orchestrator.store.tables import Batch, BatchStatus
+from orchestrator.store.records import Lease, RemoteState, Resolution
+from orchestrator.store.tables import Batch, BatchStatus, ItemStatus
+from tests.integration.conftest import (
+    MakeCtx,
+    assert_job_complete,
+    assert_no_double_spend,
+    ledger,
+    new_job,
+    run_job,
+    wait_until,
+    write_job,
+)
 
 ITEMS = 40
 
 
-@pytest.fixture
-def sim() -> Iterator[SimulatorServer]:
-    with SimulatorServer(SimulatorConfig(processing_seconds=0.2, processing_jitter=0.0)) as server:
-        yield server
+class SimulatedCrash(BaseException):
+    """The process dies here (not an Exception: no handler may swallow it)."""
 
 
-@pytest.fixture
-def ctx(store_url: str, sim: SimulatorServer, tmp_path: Path) -> Iterator[StepContext]:
-    settings = load_settings(
-        api_key="sk-test",
-        base_url=sim.base_url,
-        database_url=store_url,
-        poll_interval_s=0.1,
-        lease_ttl_s=30,
-        max_retries=0,
-    )
-    store = Store.open(store_url)
-    with BatchesClient(api_key="sk-test", base_url=sim.base_url, max_retries=0) as api:
-        yield StepContext(store=store, api=api, settings=settings, owner="worker-a")
-    store.close()
+def _age_leases(store: Store, owner: str) -> int:
+    """``owner`` stalled or died long ago (procrastinate's heartbeat aging)."""
+    with store.engine.begin() as conn:
+        aged = conn.execute(
+            update(Batch)
+            .where(Batch.lease_owner == owner)
+            .values(lease_expires_at=utcnow() - timedelta(minutes=5))
+        )
+    return int(aged.rowcount)
 
 
-def _job(ctx: StepContext, root: Path, batches: int = 1) -> int:
-    rows = root / "rows.jsonl"
-    rows.write_text(
-        "".join(json.dumps({"id": f"k{i}", "t": f"text {i}"}) + "\n" for i in range(ITEMS))
-    )
-    spec = root / "spec.toml"
-    spec.write_text(
-        'name = "crash"\ninput = "rows.jsonl"\nkey = "id"\n[request]\n'
-        'model = "claude-haiku-4-5"\nmax_tokens = 8\nprompt = "Say {t}"\n'
-        f"[batching]\nmax_requests = {ITEMS // batches}\n"
-    )
-    job, _ = submit_spec(ctx.store, spec, utcnow(), ctx.prices)
-    return job.id
+@pytest.mark.parametrize("death", ["interrupted", "killed"])
+def test_crash_after_create_adopts_the_remote_batch(
+    make_ctx: MakeCtx,
+    sim: SimulatorServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    death: str,
+) -> None:
+    """Scenario 1: the POST succeeded, the batch id was never committed.
 
+    ``interrupted``: a BaseException unwinds the step (its ``finally`` blocks run);
+    ``killed``: the process vanished with its lease held, which then expires.
+    """
+    real_record = Store.record_created
+    crashed: list[str] = []
 
-def _run_to_done(ctx: StepContext, job_id: int) -> None:
-    for _ in range(200):
-        run_cycle(ctx)
-        if ctx.store.job_report(job_id).job.status.value == "done":
-            return
-        threading.Event().wait(0.05)
-    pytest.fail("the job did not finish")
+    def record_created(self: Store, lease: Lease, remote: RemoteState, now: datetime) -> bool:
+        if not crashed:
+            crashed.append(remote.remote_id)
+            raise SimulatedCrash
+        return real_record(self, lease, remote, now)
+
+    with make_ctx(owner="doomed") as ctx:
+        job_id = new_job(ctx, write_job(tmp_path, "crash", ITEMS, max_requests=ITEMS // 2))
+        monkeypatch.setattr(Store, "record_created", record_created)
+        if death == "killed":
+            monkeypatch.setattr(Store, "release_batch", lambda _self, _lease: None)
+        with pytest.raises(SimulatedCrash):
+            run_cycle(ctx)
+        monkeypatch.undo()
+        [lost] = ctx.store.batches([BatchStatus.CREATING])
+        if death == "killed":  # both planned batches were claimed by the dead worker
+            assert _age_leases(ctx.store, "doomed") == 2
+
+    with make_ctx(owner="restarted") as ctx:
+        run_job(ctx, job_id)
+        assert_job_complete(ctx, job_id)
+        assert_no_double_spend(ctx, sim, job_id)
+        assert ctx.store.get_batch(lost.id).remote_id == crashed[0]  # adopted, not resent
+        book = ledger(sim)
+        assert len(book["batches"]) == 2
+        assert ctx.store.job_report(job_id).items == {"succeeded": ITEMS}
 
 
 def test_lost_create_is_adopted_by_listing_not_resent(
     ctx: StepContext, sim: SimulatorServer, tmp_path: Path
 ) -> None:
-    job_id = _job(ctx, tmp_path)
+    """Scenario 2: the batch was created but its response never came back."""
+    job_id = new_job(ctx, write_job(tmp_path, "lost", ITEMS, max_requests=ITEMS // 2))
     plan(ctx, utcnow())
     sim.state.configure(lost_create_share=1.0)
     report = submit(ctx, utcnow())
-    assert report.details == {"unknown": 1}
-    [batch] = ctx.store.batches([BatchStatus.UNKNOWN])
+    # One create in flight per job: the second batch waits until the first is settled.
+    assert report.details == {"unknown": 1, "skipped": 1}
+    [unknown] = ctx.store.batches([BatchStatus.UNKNOWN])
     sim.state.configure(lost_create_share=0.0)
 
     assert recover(ctx, utcnow()).details == {"adopted": 1}
-    _run_to_done(ctx, job_id)
-    ledger = sim.state.ledger.to_json()
-    assert len(ledger["batches"]) == 1  # created once, never resent
-    assert ledger["batches"][0]["response_lost"] is True
-    assert ctx.store.get_batch(batch.id).remote_id == ledger["batches"][0]["id"]
-    assert max(ledger["submissions"].values()) == 1
+    run_job(ctx, job_id)
+
+    assert_job_complete(ctx, job_id)
+    assert_no_double_spend(ctx, sim, job_id)
+    book = ledger(sim)
+    assert len(book["batches"]) == 2  # planned batches, each created once
+    assert book["batches"][0]["response_lost"] is True
+    assert ctx.store.get_batch(unknown.id).remote_id == book["batches"][0]["id"]
     assert ctx.store.job_report(job_id).items == {"succeeded": ITEMS}
 
 
+class _SilentCreate(httpx.BaseTransport):
+    """Times out the first create without forwarding it: the API never saw it."""
+
+    def __init__(self) -> None:
+        self.inner = httpx.HTTPTransport()
+        self.swallowed = 0
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        if request.method == "POST" and request.url.path == "/v1/messages/batches":
+            if not self.swallowed:
+                self.swallowed += 1
+                raise httpx.ReadTimeout("simulated: no answer", request=request)
+        return self.inner.handle_request(request)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def test_create_that_never_arrived_is_replanned_after_the_window(
+    make_ctx: MakeCtx, sim: SimulatorServer, tmp_path: Path
+) -> None:
+    """Scenario 2, other branch: nothing matches in the listing once the window passed."""
+    transport = _SilentCreate()
+    with make_ctx(transport=transport, reconcile_skew_s=0, request_timeout_s=1) as ctx:
+        job_id = new_job(ctx, write_job(tmp_path, "silent", ITEMS))
+        plan(ctx, utcnow())
+        assert submit(ctx, utcnow()).details == {"unknown": 1}
+        [batch] = ctx.store.batches([BatchStatus.UNKNOWN])
+        assert recover(ctx, utcnow()).details == {"waiting": 1}  # could still show up
+        assert ledger(sim)["batches"] == []
+
+        assert batch.intent_at is not None
+        past_window = max(utcnow(), batch.intent_at + timedelta(seconds=1.05))
+        assert recover(ctx, past_window).details == {"replanned": 1}
+        run_job(ctx, job_id)
+
+        assert transport.swallowed == 1
+        assert_job_complete(ctx, job_id)
+        assert_no_double_spend(ctx, sim, job_id)
+        book = ledger(sim)
+        assert len(book["batches"]) == 1  # created once, after reconciliation
+        assert ctx.store.get_batch(batch.id).remote_id == book["batches"][0]["id"]
+
+
 def test_concurrent_claims_have_one_winner_per_batch(ctx: StepContext, tmp_path: Path) -> None:
-    _job(ctx, tmp_path, batches=4)
+    """Scenario 8: 8 workers claim the same 4 planned batches at once."""
+    new_job(ctx, write_job(tmp_path, "claims", ITEMS, max_requests=ITEMS // 4))
     plan(ctx, utcnow())
     won: dict[str, list[int]] = {}
     barrier = threading.Barrier(8)
@@ -110,28 +184,62 @@ def test_concurrent_claims_have_one_winner_per_batch(ctx: StepContext, tmp_path:
         t.start()
     for t in threads:
         t.join(timeout=60)
+    assert len(won) == 8  # every worker got an answer (no deadlock, no error)
     claimed = [batch_id for ids in won.values() for batch_id in ids]
     assert sorted(claimed) == sorted(b.id for b in ctx.store.batches([BatchStatus.PLANNED]))
     assert len(claimed) == len(set(claimed)) == 4
+    for owner, ids in won.items():
+        for batch_id in ids:
+            with ctx.store.engine.connect() as conn:
+                holder = conn.execute(Batch.__table__.select().where(Batch.id == batch_id)).one()
+            assert holder.lease_owner == owner
 
 
-def test_stale_lease_holder_is_fenced(ctx: StepContext, tmp_path: Path) -> None:
-    _job(ctx, tmp_path)
+def _ended_batch(ctx: StepContext, tmp_path: Path) -> tuple[int, int]:
+    """A job with one batch that ended remotely and waits to be ingested."""
+    job_id = new_job(ctx, write_job(tmp_path, "fenced", ITEMS))
     plan(ctx, utcnow())
-    now = utcnow()
-    [stale] = ctx.store.claim_batches([BatchStatus.PLANNED], "worker-a", now, 30)
-    with ctx.store.engine.begin() as conn:  # the holder stalls past its lease
-        conn.execute(
-            update(Batch)
-            .where(Batch.id == stale.row_id)
-            .values(lease_expires_at=now - timedelta(minutes=5))
-        )
-    [fresh] = ctx.store.claim_batches([BatchStatus.PLANNED], "worker-b", now, 30)
-    assert fresh.row_id == stale.row_id
-    assert fresh.version == stale.version + 1
+    submit(ctx, utcnow())
+    wait_until(lambda: bool(poll(ctx, utcnow()).details.get("ended")), "the batch to end")
+    [batch] = ctx.store.batches([BatchStatus.ENDED])
+    return job_id, batch.id
 
-    assert ctx.store.mark_creating(stale, now) is False
-    assert ctx.store.heartbeat(stale, now, 30) is False
-    assert ctx.store.upsert_results(stale, [], []) is False
-    assert ctx.store.mark_creating(fresh, now) is True
-    assert ctx.store.get_batch(fresh.row_id).status is BatchStatus.CREATING
+
+def test_stale_lease_holder_is_fenced(
+    make_ctx: MakeCtx, sim: SimulatorServer, tmp_path: Path
+) -> None:
+    """Scenario 9: A stalls past its lease, B takes over; A's late writes change nothing."""
+    with make_ctx(owner="worker-a") as a, make_ctx(owner="worker-b") as b:
+        job_id, batch_id = _ended_batch(a, tmp_path)
+        now = utcnow()
+        [stale] = a.store.claim_batches([BatchStatus.ENDED], a.owner, now, 30)
+        assert _age_leases(a.store, a.owner) == 1
+        [fresh] = b.store.claim_batches([BatchStatus.ENDED], b.owner, now, 30)
+        assert fresh.row_id == stale.row_id == batch_id
+        assert fresh.version == stale.version + 1
+
+        assert ingest_batch(b, fresh) == "ingested"
+        before = b.store.job_report(job_id)
+        assert before.items == {"succeeded": ITEMS}
+
+        row: dict[str, Any] = {
+            "batch_id": batch_id,
+            "item_id": 1,
+            "custom_id": "stale-1-1",
+            "attempt": 1,
+            "result_type": "expired",
+        }
+        assert a.store.heartbeat(stale, now, 30) is False
+        assert a.store.upsert_results(stale, [row], []) is False
+        wipe = [Resolution(1, ItemStatus.PENDING, None, "x", "stale write")]
+        assert a.store.resolve_items(stale, wipe, now) is False
+        assert a.store.finish_batch(stale, BatchStatus.UNAVAILABLE, now, "stale") is False
+        assert a.store.mark_creating(stale, now) is False
+
+        after = b.store.job_report(job_id)
+        assert after.items == before.items
+        assert after.results == before.results == {"succeeded": ITEMS}
+        assert b.store.get_batch(batch_id).status is BatchStatus.INGESTED
+        assert b.store.get_batch(batch_id).last_error is None
+        assert_job_complete(b, job_id)
+        assert len(ledger(sim)["batches"]) == 1
