@@ -5,6 +5,7 @@ invariants a user relies on (design §5) against the simulator's ledger.
 
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 import time
@@ -57,24 +58,31 @@ def fast_sleep(seconds: float) -> None:
 
 
 @pytest.fixture
-def make_ctx(store_url: str, sim: SimulatorServer) -> MakeCtx:
-    """``with make_ctx(owner=..., transport=..., **settings) as ctx``: a fresh worker.
+def make_ctx(store_url: str, ctx_factory: MakeCtx) -> MakeCtx:
+    """``with make_ctx(owner=..., transport=..., **settings) as ctx``: a fresh worker
+    on this test's store (both backends).
 
     Each call opens its own Store and client, like a restarted daemon would.
     """
+    return functools.partial(ctx_factory, store_url)
+
+
+@pytest.fixture
+def ctx_factory(sim: SimulatorServer) -> MakeCtx:
+    """Like ``make_ctx``, with the store URL as first argument."""
 
     @contextmanager
     def factory(
+        url: str,
         owner: str = "worker-a",
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] = fast_sleep,
-        url: str | None = None,
         **overrides: Any,
     ) -> Iterator[StepContext]:
         options: dict[str, Any] = {
             "api_key": "sk-test",
             "base_url": sim.base_url,
-            "database_url": url or store_url,
+            "database_url": url,
             "poll_interval_s": 0.05,
             "lease_ttl_s": 30,
             "max_retries": 4,

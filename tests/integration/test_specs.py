@@ -1,0 +1,89 @@
+"""Recording a job from its spec, on SQLite and PostgreSQL (design §5.4): a rejected
+spec leaves nothing half-written; the same spec again resumes its job; another
+spec under a name in use is refused.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from orchestrator.errors import BudgetExceededError, JobConflictError, SpecError
+from orchestrator.steps import StepContext
+from orchestrator.steps.context import utcnow
+from orchestrator.steps.jobs import submit_spec
+from orchestrator.store.tables import Item, Job
+from tests.integration.conftest import write_job
+
+#: More rows than the store writes per chunk, so the bad row comes after a flushed chunk.
+ROWS = 1500
+
+
+def _rows_in_store(ctx: StepContext) -> tuple[int, int]:
+    with ctx.store.engine.connect() as conn:
+        jobs = conn.execute(select(func.count()).select_from(Job)).scalar_one()
+        items = conn.execute(select(func.count()).select_from(Item)).scalar_one()
+    return int(jobs), int(items)
+
+
+def _submit(ctx: StepContext, spec: Path) -> tuple[int, bool]:
+    job, created = submit_spec(ctx.store, spec, utcnow(), ctx.prices)
+    return job.id, created
+
+
+def test_duplicate_key_on_a_late_line_names_it_and_writes_nothing(
+    ctx: StepContext, tmp_path: Path
+) -> None:
+    rows = [{"id": f"k{i}", "t": f"text {i}"} for i in range(ROWS)]
+    rows[1300] = {"id": "k5", "t": "again"}
+    spec = write_job(tmp_path, "dupes", ROWS, rows=rows)
+
+    with pytest.raises(SpecError) as caught:
+        _submit(ctx, spec)
+
+    assert "duplicate key 'k5'" in str(caught.value)
+    assert "line 1301" in str(caught.value)
+    assert _rows_in_store(ctx) == (0, 0)
+
+
+def test_row_that_cannot_render_names_its_line_and_writes_nothing(
+    ctx: StepContext, tmp_path: Path
+) -> None:
+    rows = [{"id": f"k{i}", "t": f"text {i}"} for i in range(ROWS)]
+    rows[1200] = {"id": "k1200", "other": "no t field"}
+    spec = write_job(tmp_path, "unrenderable", ROWS, rows=rows)
+
+    with pytest.raises(SpecError) as caught:
+        _submit(ctx, spec)
+
+    assert ":1201" in str(caught.value)
+    assert _rows_in_store(ctx) == (0, 0)
+
+
+def test_over_budget_is_refused_before_any_row_is_kept(ctx: StepContext, tmp_path: Path) -> None:
+    spec = write_job(tmp_path, "pricey", 50, options="budget_usd = 0.00001")
+
+    with pytest.raises(BudgetExceededError, match="budget_usd"):
+        _submit(ctx, spec)
+
+    assert _rows_in_store(ctx) == (0, 0)
+
+
+def test_same_spec_resumes_and_another_spec_under_its_name_is_refused(
+    ctx: StepContext, tmp_path: Path
+) -> None:
+    spec = write_job(tmp_path, "once", 20)
+    job_id, created = _submit(ctx, spec)
+    assert created
+
+    assert _submit(ctx, spec) == (job_id, False)  # idempotent: same job, nothing new
+    assert _rows_in_store(ctx) == (1, 20)
+
+    data = tmp_path / "rows.jsonl"
+    data.write_text(data.read_text() + json.dumps({"id": "k20", "t": "one more"}) + "\n")
+    with pytest.raises(JobConflictError, match="once"):
+        _submit(ctx, spec)
+    assert _rows_in_store(ctx) == (1, 20)
