@@ -572,16 +572,38 @@ class Store:
     def return_to_planned(
         self, lease: Lease, error: str, retry_at: datetime, now: datetime
     ) -> None:
-        """The create was refused before processing (429/529/connect error): try later."""
-        self._set_batch(
-            lease,
-            (BatchStatus.CREATING, BatchStatus.UNKNOWN),
-            status=BatchStatus.PLANNED,
-            intent_at=None,
-            last_error=error,
-            next_attempt_at=retry_at,
-            updated_at=now,
-        )
+        """The create was refused before processing (429/529/connect error): try later.
+
+        If the job was canceled meanwhile (``cancel_job`` only flags a create in
+        flight), the batch is dropped and its items canceled instead, as
+        ``cancel_job`` does with planned batches: nothing is sent after a cancel.
+        """
+        with self._tx() as s:
+            row = s.execute(
+                update(Batch)
+                .where(
+                    _held(Batch, lease),
+                    Batch.status.in_((BatchStatus.CREATING, BatchStatus.UNKNOWN)),
+                )
+                .values(
+                    status=BatchStatus.PLANNED,
+                    intent_at=None,
+                    last_error=error,
+                    next_attempt_at=retry_at,
+                    updated_at=now,
+                )
+                .returning(Batch.job_id, Batch.cancel_requested)
+            ).first()
+            if row is None:
+                return
+            job_status = s.execute(select(Job.status).where(Job.id == row.job_id)).scalar_one()
+            if row.cancel_requested or job_status == JobStatus.CANCELED:
+                s.execute(
+                    update(Item)
+                    .where(Item.batch_id == lease.row_id, Item.status == ItemStatus.QUEUED)
+                    .values(status=ItemStatus.CANCELED, batch_id=None, updated_at=now)
+                )
+                s.execute(delete(Batch).where(Batch.id == lease.row_id))
 
     def mark_rejected(self, lease: Lease, error_type: str, message: str, now: datetime) -> None:
         """The API refused the create for good: its items fail with the API's reason."""
