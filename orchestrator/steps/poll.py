@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from orchestrator.api.models import MessageBatch
-from orchestrator.errors import NotFoundError
+from orchestrator.errors import BadRequestError, NotFoundError
 from orchestrator.steps.context import StepContext, StepReport, log
 from orchestrator.steps.submit import remote_state
 from orchestrator.store.records import BatchRecord, RemoteState
@@ -36,7 +36,7 @@ def poll(ctx: StepContext, now: datetime) -> StepReport:
             continue
         state = remote_state(remote)
         if batch.cancel_requested and state.processing_status == "in_progress":
-            state = remote_state(ctx.api.cancel(batch.remote_id))
+            state = _cancel(ctx, batch.remote_id, state)
             report.add("cancel_sent")
         if (
             ctx.store.update_remote_state(batch.id, state, now)
@@ -45,6 +45,24 @@ def poll(ctx: StepContext, now: datetime) -> StepReport:
             report.add("ended")
     report.add("polled", len(open_batches))
     return report
+
+
+def _cancel(ctx: StepContext, remote_id: str, listed: RemoteState) -> RemoteState:
+    try:
+        return remote_state(ctx.api.cancel(remote_id))
+    except BadRequestError:
+        # It ended between the list call and the cancel (§6.3: an ended batch
+        # can't be canceled, 400): take its state as it is now.
+        log.info("batch %s ended before its cancel arrived", remote_id)
+        fresh = _retrieve_state(ctx, remote_id)
+        return listed if fresh is None else fresh
+
+
+def _retrieve_state(ctx: StepContext, remote_id: str) -> RemoteState | None:
+    try:
+        return remote_state(ctx.api.retrieve(remote_id))
+    except NotFoundError:
+        return None  # deleted meanwhile: the next poll handles it as gone
 
 
 def _list_open(ctx: StepContext, open_batches: list[BatchRecord]) -> dict[str, MessageBatch]:
