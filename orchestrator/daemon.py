@@ -27,7 +27,7 @@ from apscheduler.triggers.cron import CronTrigger
 
 from orchestrator.domain.spec import load_spec
 from orchestrator.errors import ConfigError, OrchestratorError
-from orchestrator.steps import STEPS, finish_jobs
+from orchestrator.steps import run_cycle
 from orchestrator.steps.context import StepContext, utcnow
 from orchestrator.steps.jobs import submit_spec
 
@@ -44,15 +44,14 @@ class Daemon:
         self.scheduler = BackgroundScheduler(timezone=UTC)
 
     def cycle(self) -> None:
-        """One pass over the steps, stopping between steps when asked to."""
-        for step in (*STEPS, finish_jobs):
-            if self.stopping.is_set():
-                return
-            try:
-                report = step(self.ctx, utcnow())
-            except OrchestratorError as exc:
-                log.error("%s step failed: %s", step.__name__, exc)
-                continue
+        """One pass over the steps (the same as ``orchestrator run``), stopping between steps."""
+        try:
+            reports = run_cycle(self.ctx, self.stopping.is_set)
+        except OrchestratorError as exc:
+            # Not transient (a bad key, a missing permission): say so, keep the timer.
+            log.error("cycle failed: %s", exc)
+            return
+        for report in reports:
             if report.work:
                 log.info("%s: %s", report.step, report.details)
 

@@ -70,7 +70,7 @@ def drive(
 ) -> JobReport:
     """Run cycles until the job is done or canceled; returns the final report."""
     while True:
-        reports = run_cycle(ctx)
+        reports = run_cycle(ctx, should_stop)
         report = ctx.store.job_report(job_id)
         on_progress(report)
         if report.job.status in (JobStatus.DONE, JobStatus.CANCELED) and _settled(report):

@@ -9,7 +9,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 
-from orchestrator.steps.context import StepContext, StepReport, utcnow
+from orchestrator.errors import (
+    APIConnectionError,
+    ConflictError,
+    InternalServerError,
+    RateLimitError,
+    ResultsStreamError,
+    StoreUnavailableError,
+)
+from orchestrator.steps.context import StepContext, StepReport, log, utcnow
 from orchestrator.steps.ingest import ingest
 from orchestrator.steps.plan import plan
 from orchestrator.steps.poll import poll
@@ -32,13 +40,41 @@ def finish_jobs(ctx: StepContext, now: datetime) -> StepReport:
     return report
 
 
-def run_cycle(ctx: StepContext) -> list[StepReport]:
-    """Every step once, each with a fresh ``now``."""
-    return [step(ctx, utcnow()) for step in (*STEPS, finish_jobs)]
+#: Failures that outlived the client's own retries but will pass: the step is
+#: skipped for this cycle and runs again on the next one (every step is re-runnable).
+TRANSIENT_ERRORS: tuple[type[Exception], ...] = (
+    APIConnectionError,
+    RateLimitError,
+    InternalServerError,
+    ConflictError,
+    ResultsStreamError,
+    StoreUnavailableError,
+)
+
+
+def run_cycle(
+    ctx: StepContext, should_stop: Callable[[], bool] = lambda: False
+) -> list[StepReport]:
+    """Every step once, each with a fresh ``now``; stops between steps when asked.
+
+    A transient failure ends only its own step for this cycle; anything else
+    (a bad key, a missing permission, a bug) propagates to the caller.
+    """
+    reports: list[StepReport] = []
+    for step in (*STEPS, finish_jobs):
+        if should_stop():
+            break
+        try:
+            reports.append(step(ctx, utcnow()))
+        except TRANSIENT_ERRORS as exc:
+            log.warning("%s step failed, will run again next cycle: %s", step.__name__, exc)
+            reports.append(StepReport(step.__name__, details={"failed": 1}))
+    return reports
 
 
 __all__ = [
     "STEPS",
+    "TRANSIENT_ERRORS",
     "StepContext",
     "StepReport",
     "finish_jobs",

@@ -95,7 +95,8 @@ def _create(ctx: StepContext, lease: Lease, now: datetime) -> str:
 
 def _defer(ctx: StepContext, lease: Lease, exc: Exception, now: datetime) -> None:
     """The API refused before processing: nothing was created, so resend later."""
-    wait = getattr(exc, "retry_after_s", None) or SUBMIT_RETRY_S
+    retry_after = getattr(exc, "retry_after_s", None)
+    wait = SUBMIT_RETRY_S if retry_after is None else retry_after
     until = now + timedelta(seconds=wait)
     ctx.store.return_to_planned(lease, str(exc), until, now)
     ctx.store.set_backoff(BACKOFF_SCOPE, until, str(exc))
