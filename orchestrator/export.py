@@ -18,6 +18,7 @@ from typing import Any
 
 import orjson
 
+from orchestrator.chunking import chunked
 from orchestrator.errors import ConfigError
 
 #: Columns of an export, in order (a subset of the final_results view).
@@ -122,21 +123,10 @@ def _parquet(rows: Iterable[dict[str, Any]], path: Path) -> int:
     )
     count = 0
     with pq.ParquetWriter(str(path), schema) as out:
-        for group in _groups(rows, PARQUET_ROWS_PER_GROUP):
+        for group in chunked(rows, PARQUET_ROWS_PER_GROUP):
             out.write_table(pa.Table.from_pylist(group, schema=schema))
             count += len(group)
     return count
-
-
-def _groups(rows: Iterable[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
-    group: list[dict[str, Any]] = []
-    for row in rows:
-        group.append(row)
-        if len(group) == size:
-            yield group
-            group = []
-    if group:
-        yield group
 
 
 __all__ = ["COLUMNS", "Format", "write"]

@@ -14,14 +14,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timedelta
-from itertools import islice
 from typing import Any
 
 import orjson
 
 from orchestrator.api.models import ResultLine, parse_result_line
+from orchestrator.chunking import chunked
 from orchestrator.domain.outcomes import Outcome, decide, decide_missing
 from orchestrator.domain.pricing import PriceTable, UsageCounts, cost_usd
 from orchestrator.errors import APIError, NotFoundError
@@ -103,18 +103,12 @@ def ingest_batch(ctx: StepContext, lease: Lease) -> str:
 def _download(ctx: StepContext, lease: Lease, batch: BatchRecord) -> None:
     assert batch.results_url is not None
     with ctx.api.results_lines(batch.results_url) as lines:
-        for chunk in _chunks(enumerate(lines, start=1), ctx.settings.ingest_chunk_rows):
+        for chunk in chunked(enumerate(lines, start=1), ctx.settings.ingest_chunk_rows):
             rows, quarantine = _rows(ctx, batch, chunk)
             if not ctx.store.upsert_results(lease, rows, quarantine):
                 raise _LeaseLost
             if not ctx.store.heartbeat(lease, utcnow(), ctx.ttl_s):
                 raise _LeaseLost
-
-
-def _chunks(lines: Iterable[tuple[int, bytes]], size: int) -> Iterator[list[tuple[int, bytes]]]:
-    iterator = iter(lines)
-    while chunk := list(islice(iterator, size)):
-        yield chunk
 
 
 def _rows(

@@ -60,6 +60,12 @@ def submit_spec(
     items = _checked_items(loaded, store.store_tag(), prices, estimate, api_version)
 
     def check_budget() -> None:
+        if spec.budget_usd is not None and estimate.unpriced_models:
+            raise BudgetExceededError(
+                f"{loaded.path}: budget_usd is set but {estimate.unpriced_models:,} item(s) use "
+                "a model with no price in orchestrator/domain/prices.json, so the cost can't be "
+                "bounded; add the model's price there or remove budget_usd"
+            )
         if spec.budget_usd is not None and estimate.usd > spec.budget_usd:
             raise BudgetExceededError(
                 f"{loaded.path}: budget_usd is {spec.budget_usd:.2f} but the pre-flight estimate "

@@ -41,6 +41,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, aliased, sessionmaker
 
+from orchestrator.chunking import chunked
 from orchestrator.errors import JobNotFoundError, SpecError, StoreUnavailableError
 from orchestrator.store.engine import make_engine, require_head, safe_url
 from orchestrator.store.records import (
@@ -198,7 +199,7 @@ class Store:
             s.add(job)
             s.flush()
             total = 0
-            for chunk in _chunks(items, ITEM_CHUNK_ROWS):
+            for chunk in chunked(items, ITEM_CHUNK_ROWS):
                 _check_duplicate_keys(s, job.id, chunk, new.spec_path)
                 s.execute(insert(Item), [_item_row(job.id, it, now) for it in chunk])
                 total += len(chunk)
@@ -302,7 +303,7 @@ class Store:
     def apply_response_cache(self, job_id: int, now: datetime) -> tuple[int, float]:
         """Answer never-sent items whose exact params already succeeded in this store.
 
-        Returns (items answered, USD saved at the original results' cost).
+        Returns (items answered now, USD the cache has saved this job so far).
         """
         with self._tx() as s:
             source = (
@@ -319,37 +320,33 @@ class Store:
                     _PENDING.attempts == 0,
                 )
             ).all()
-            hits = [(item_id, result_id) for item_id, result_id in rows if result_id is not None]
-            for item_id, result_id in hits:
-                s.execute(
-                    update(Item)
-                    .where(Item.id == item_id, Item.status == ItemStatus.PENDING)
+            hits = [{"item": i, "result": r} for i, r in rows if r is not None]
+            if hits:
+                s.connection().execute(
+                    _ITEMS.update()
+                    .where(_ITEMS.c.id == bindparam("item"), _ITEMS.c.status == ItemStatus.PENDING)
                     .values(
                         status=ItemStatus.SUCCEEDED,
-                        final_result_id=result_id,
+                        final_result_id=bindparam("result"),
                         cached=True,
                         updated_at=now,
-                    )
+                    ),
+                    hits,
                 )
-            saved = 0.0
-            if hits:
-                saved = float(
-                    s.execute(
-                        select(func.coalesce(func.sum(Result.cost_usd), 0.0)).where(
-                            Result.id.in_([r for _, r in hits])
-                        )
-                    ).scalar_one()
-                    or 0.0
-                )
-                s.execute(
-                    update(Job)
-                    .where(Job.id == job_id)
-                    .values(
-                        cache_hits=Job.cache_hits + len(hits),
-                        cache_saved_usd=Job.cache_saved_usd + saved,
-                    )
-                )
-            return len(hits), saved
+            # The job's totals are derived from its cached items (one join, no id list
+            # that could outgrow a backend's bind-parameter limit).
+            total_hits, total_saved = s.execute(
+                select(func.count(), func.coalesce(func.sum(Result.cost_usd), 0.0))
+                .select_from(Item)
+                .join(Result, Result.id == Item.final_result_id)
+                .where(Item.job_id == job_id, Item.cached.is_(True))
+            ).one()
+            s.execute(
+                update(Job)
+                .where(Job.id == job_id)
+                .values(cache_hits=int(total_hits), cache_saved_usd=float(total_saved or 0.0))
+            )
+            return len(hits), float(total_saved or 0.0)
 
     def pending_items(self, job_id: int, after_id: int, limit: int) -> list[PendingItem]:
         """Pending items of a job in id order, one keyset page at a time."""
@@ -670,9 +667,6 @@ class Store:
             )
             return _count(res) == 1
 
-    def mark_cancel_sent(self, batch_id: int, remote: RemoteState, now: datetime) -> None:
-        self.update_remote_state(batch_id, remote, now)
-
     # -- ingest ----------------------------------------------------------------------
 
     def route_custom_ids(
@@ -938,17 +932,6 @@ def _held(model: Any, lease: Lease) -> Any:
         model.lease_owner == lease.owner,
         model.lease_version == lease.version,
     )
-
-
-def _chunks(items: Iterable[ItemLike], size: int) -> Iterator[list[ItemLike]]:
-    chunk: list[ItemLike] = []
-    for item in items:
-        chunk.append(item)
-        if len(chunk) >= size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
 
 
 def _check_duplicate_keys(s: Session, job_id: int, chunk: list[ItemLike], where: str) -> None:

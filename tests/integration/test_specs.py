@@ -72,6 +72,16 @@ def test_over_budget_is_refused_before_any_row_is_kept(ctx: StepContext, tmp_pat
     assert _rows_in_store(ctx) == (0, 0)
 
 
+def test_budget_with_an_unpriced_model_is_refused(ctx: StepContext, tmp_path: Path) -> None:
+    spec = write_job(tmp_path, "unpriced", 5, options="budget_usd = 100.0")
+    spec.write_text(spec.read_text().replace("claude-haiku-4-5", "claude-future-9"))
+
+    with pytest.raises(BudgetExceededError, match="no price"):
+        _submit(ctx, spec)
+
+    assert _rows_in_store(ctx) == (0, 0)
+
+
 def test_same_spec_resumes_and_another_spec_under_its_name_is_refused(
     ctx: StepContext, tmp_path: Path
 ) -> None:
