@@ -19,6 +19,7 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from orchestrator.domain.pricing import PriceTable
+from orchestrator.domain.states import ItemStatus
 from orchestrator.runner import drive, step_context
 from orchestrator.settings import load_settings
 from orchestrator.simulator import SimulatorConfig, SimulatorServer
@@ -84,7 +85,7 @@ def main() -> None:
         f"total:              {finished - started:.1f} s "
         f"({args.items / (finished - started):,.0f} items/s)"
     )
-    print(f"succeeded:          {report.items.get('succeeded', 0):,}")
+    print(f"succeeded:          {report.items.get(ItemStatus.SUCCEEDED, 0):,}")
     print(f"peak RSS:           {peak_rss_mb():.0f} MB")
 
 

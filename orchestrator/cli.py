@@ -18,12 +18,13 @@ from rich.table import Table
 
 from orchestrator import export as exporter
 from orchestrator.domain.pricing import PriceTable
+from orchestrator.domain.states import ItemStatus
 from orchestrator.errors import ConfigError, OrchestratorError, SpecError, StoreError
 from orchestrator.progress import JobProgress, print_summary
 from orchestrator.runner import drive, make_client, open_store, step_context
 from orchestrator.settings import Settings, load_settings
 from orchestrator.steps.context import utcnow
-from orchestrator.steps.jobs import submit_spec
+from orchestrator.steps.jobs import resolve_job, submit_spec
 from orchestrator.store import engine as store_engine
 
 app = typer.Typer(
@@ -107,9 +108,12 @@ def status(job: Annotated[str | None, typer.Argument(help="A job id or name.")] 
     settings = _settings()
     with open_store(settings) as store:
         if job is not None:
-            print_summary(console, store.job_report(store.get_job(job).id), settings.database_url)
+            print_summary(
+                console, store.job_report(resolve_job(store, job).id), settings.database_url
+            )
             return
-        table = Table("id", "name", "status", "items", "done", "batches", "cost (USD)")
+        shown = (ItemStatus.SUCCEEDED, ItemStatus.FAILED, ItemStatus.CANCELED)
+        table = Table("id", "name", "status", "items", *shown, "open", "batches", "cost (USD)")
         for record in store.list_jobs():
             rep = store.job_report(record.id)
             table.add_row(
@@ -117,7 +121,8 @@ def status(job: Annotated[str | None, typer.Argument(help="A job id or name.")] 
                 record.name,
                 record.status.value,
                 f"{record.items_total:,}",
-                f"{rep.terminal:,}",
+                *(f"{rep.items.get(s, 0):,}" for s in shown),
+                f"{record.items_total - rep.terminal:,}",
                 str(sum(rep.batches.values())),
                 f"{rep.cost_usd:.4f}",
             )
@@ -129,7 +134,7 @@ def cancel(job: JobArg) -> None:
     """Cancel a job: nothing new is sent, in-flight batches are canceled, retries stop."""
     settings = _settings()
     with open_store(settings) as store:
-        record = store.get_job(job)
+        record = resolve_job(store, job)
         flagged = store.cancel_job(record.id, utcnow())
     console.print(
         f"job {record.name} canceled; {flagged} in-flight batch(es) will be canceled on the API "
@@ -150,7 +155,7 @@ def export(
     """One row per item with its final result (JSONL, CSV or Parquet)."""
     settings = _settings()
     with open_store(settings) as store:
-        record = store.get_job(job)
+        record = resolve_job(store, job)
         rows = exporter.write(store.final_results(record.id), fmt, output)
     console.print(f"wrote {rows:,} rows to {output}")
 

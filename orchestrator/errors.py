@@ -21,6 +21,7 @@ The tree::
         │   ├── BillingError             402 billing_error
         │   ├── PermissionDeniedError    403 permission_error
         │   ├── NotFoundError            404 not_found_error
+        │   ├── RequestTimeoutError      408 (a proxy or the API gave up waiting)
         │   ├── ConflictError            409 conflict_error
         │   ├── RequestTooLargeError     413 request_too_large
         │   ├── RateLimitError           429 rate_limit_error
@@ -149,6 +150,10 @@ class PermissionDeniedError(APIStatusError):
 
 class NotFoundError(APIStatusError):
     """404 not_found_error."""
+
+
+class RequestTimeoutError(APIStatusError):
+    """408 request timeout."""
 
 
 class ConflictError(APIStatusError):

@@ -8,8 +8,17 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from orchestrator.domain.states import SENT_BATCH_STATUSES, ItemStatus
 from orchestrator.store.records import JobReport
 
+#: Terminal states first: they are what the user came for.
+_SUMMARY_ORDER = (
+    ItemStatus.SUCCEEDED,
+    ItemStatus.FAILED,
+    ItemStatus.CANCELED,
+    ItemStatus.QUEUED,
+    ItemStatus.PENDING,
+)
 SAMPLE_QUERY = """SELECT result_type, text, count(*) AS items, round(sum(cost_usd), 4) AS usd
 FROM final_results WHERE job_name = '{job}'
 GROUP BY result_type, text ORDER BY items DESC;"""
@@ -46,8 +55,8 @@ class JobProgress:
     def update(self, report: JobReport) -> None:
         items = report.items
         total = report.job.items_total
-        waiting = items.get("pending", 0)
-        in_flight = sum(report.batches.get(s, 0) for s in ("creating", "in_progress", "canceling"))
+        waiting = items.get(ItemStatus.PENDING, 0)
+        in_flight = report.count_batches(SENT_BATCH_STATUSES)
         self._progress.update(
             self._sent, completed=total - waiting, extra=f"{in_flight} batches in flight"
         )
@@ -63,7 +72,7 @@ def print_summary(console: Console, report: JobReport, database_url: str) -> Non
     job = report.job
     table = Table(title=f"job {job.name} (id {job.id}): {job.status.value}", show_header=False)
     table.add_row("items", f"{job.items_total:,}")
-    for status in ("succeeded", "failed", "canceled", "queued", "pending"):
+    for status in _SUMMARY_ORDER:
         if report.items.get(status):
             table.add_row(f"  {status}", f"{report.items[status]:,}")
     table.add_row("items retried", f"{report.retried_items:,}")

@@ -12,11 +12,15 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from orchestrator.api.client import BatchesClient
+from orchestrator.domain.states import (
+    IN_FLIGHT_BATCH_STATUSES,
+    SETTLED_JOB_STATUSES,
+    BatchStatus,
+)
 from orchestrator.settings import Settings
 from orchestrator.steps import StepContext, StepReport, run_cycle
 from orchestrator.store.queries import Store
 from orchestrator.store.records import JobReport
-from orchestrator.store.tables import JobStatus
 
 #: Pause between cycles that did something other than polling.
 BUSY_PAUSE_S = 0.05
@@ -57,7 +61,7 @@ def step_context(settings: Settings) -> Iterator[StepContext]:
 def busy(reports: list[StepReport]) -> bool:
     """Did this cycle do anything besides polling batches that are still running?"""
     return any(r.work for r in reports if r.step != "poll") or any(
-        r.details.get("ended") for r in reports
+        r.details.get(BatchStatus.ENDED) for r in reports
     )
 
 
@@ -73,7 +77,7 @@ def drive(
         reports = run_cycle(ctx, should_stop)
         report = ctx.store.job_report(job_id)
         on_progress(report)
-        if report.job.status in (JobStatus.DONE, JobStatus.CANCELED) and _settled(report):
+        if report.job.status in SETTLED_JOB_STATUSES and _settled(report):
             return report
         if should_stop():
             return report
@@ -82,5 +86,4 @@ def drive(
 
 def _settled(report: JobReport) -> bool:
     """No batch of the job is still in flight (a canceled job waits for its cancels)."""
-    in_flight = ("planned", "creating", "unknown", "in_progress", "canceling", "ended")
-    return not any(report.batches.get(s) for s in in_flight)
+    return report.count_batches(IN_FLIGHT_BATCH_STATUSES) == 0

@@ -10,11 +10,9 @@ from __future__ import annotations
 from pydantic import AliasChoices, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from orchestrator.domain.contract import DEFAULT_API_VERSION, DEFAULT_BASE_URL
 from orchestrator.errors import ConfigError
 
-DEFAULT_BASE_URL = "https://api.anthropic.com"
-#: What the official SDK >= 2.0.0 sends (api/message-batches.md §1.3).
-DEFAULT_API_VERSION = "2026-10-21"
 DEFAULT_DATABASE_URL = "sqlite:///orchestrator.db"
 POLL_INTERVAL_S = 30.0
 REQUEST_TIMEOUT_S = 600.0

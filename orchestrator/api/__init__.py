@@ -10,9 +10,6 @@ from __future__ import annotations
 from orchestrator.api.client import BatchesClient, ClientState, CreateRequests
 from orchestrator.api.jsonl import iter_lines
 from orchestrator.api.models import (
-    CANCELING,
-    ENDED,
-    IN_PROGRESS,
     BatchResult,
     CacheCreation,
     CanceledResult,
@@ -34,9 +31,6 @@ from orchestrator.api.models import (
 )
 
 __all__ = [
-    "CANCELING",
-    "ENDED",
-    "IN_PROGRESS",
     "BatchResult",
     "BatchesClient",
     "CacheCreation",

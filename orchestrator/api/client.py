@@ -1,6 +1,6 @@
 """The httpx client for the Message Batches API: the only code that sends the API key.
 
-Contract (``shared/api/message-batches.md``): endpoints §1.1, headers §1.2, list cursors
+Contract (docs/message-batches-api.md): endpoints §1.1, headers §1.2, list cursors
 §4.2, results §5, error envelope §3.3 / §7.1, retry policy §8 (via ``retry.py``).
 Every httpx error is mapped at this boundary to ``orchestrator.errors`` with
 ``raise ... from exc``; no message contains the API key.
@@ -31,10 +31,13 @@ from orchestrator.api.models import (
     MessageTokensCount,
     parse_error_envelope,
 )
+from orchestrator.domain.contract import (
+    DEFAULT_API_VERSION,
+    DEFAULT_BASE_URL,
+    body_size,
+    frame_body,
+)
 
-DEFAULT_BASE_URL = "https://api.anthropic.com"
-#: The version SDK >= 2.0 sends; batch endpoints are identical under 2023-06-01 (§1.3).
-DEFAULT_API_VERSION = "2026-10-21"
 #: Per-read timeout in seconds (SDK default); a long but steady download never hits it.
 DEFAULT_TIMEOUT_S = 600.0
 DEFAULT_CONNECT_TIMEOUT_S = 5.0
@@ -50,8 +53,6 @@ COUNT_TOKENS_FIELDS = frozenset({"model", "messages", "system", "tools", "tool_c
 BATCHES_PATH = "/v1/messages/batches"
 COUNT_TOKENS_PATH = "/v1/messages/count_tokens"
 
-_CREATE_OPEN = b'{"requests":['
-_CREATE_CLOSE = b"]}"
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _REDACTED = "[redacted]"
 
@@ -61,6 +62,7 @@ _STATUS_ERRORS: dict[int, type[errors.APIStatusError]] = {
     402: errors.BillingError,
     403: errors.PermissionDeniedError,
     404: errors.NotFoundError,
+    408: errors.RequestTimeoutError,
     409: errors.ConflictError,
     413: errors.RequestTooLargeError,
     429: errors.RateLimitError,
@@ -395,17 +397,16 @@ class BatchesClient:
             error = errors.APIConnectionError(
                 f"{where} failed ({detail}); check the network and the base URL {self._base_url}."
             )
-        return _Failure(error, exc, retryable=True)
+        return _Failure(error, exc, retryable=retry.is_transient(error))
 
     def _status_failure(self, response: httpx.Response, *, create: bool) -> _Failure:
         error = self._status_error(response)
-        status, should_retry = response.status_code, response.headers.get("x-should-retry")
         if not create:
-            retryable = retry.is_retryable_status(status, should_retry)
-        elif retry.create_outcome_unknown(status):
+            retryable = retry.is_transient(error)
+        elif retry.create_outcome_unknown(error.status_code):
             return _Failure(_ambiguous_create(str(error)), error, retryable=False)
         else:
-            retryable = retry.create_may_retry_status(status, should_retry)
+            retryable = retry.create_may_retry_status(error.status_code, error.should_retry)
         return _Failure(error, None, retryable, error.retry_after_s)
 
     def _status_error(self, response: httpx.Response) -> errors.APIStatusError:
@@ -506,15 +507,14 @@ class _CreateBody:
 
     def chunks(self) -> Iterator[bytes]:
         """A fresh iterator over the body, in pieces of about ``BODY_CHUNK_BYTES``."""
-        return _coalesce(_framed(self._factory()), BODY_CHUNK_BYTES)
+        return _coalesce(frame_body(self._factory()), BODY_CHUNK_BYTES)
 
 
 def _body_length(requests: Sequence[bytes]) -> int:
     for request in requests:
         if not isinstance(request, bytes):
             raise TypeError(f"each request must be bytes, not {type(request).__name__}")
-    commas = max(len(requests) - 1, 0)
-    return len(_CREATE_OPEN) + sum(map(len, requests)) + commas + len(_CREATE_CLOSE)
+    return body_size(map(len, requests))
 
 
 def _once(requests: Iterable[bytes]) -> Callable[[], Iterable[bytes]]:
@@ -528,17 +528,6 @@ def _once(requests: Iterable[bytes]) -> Callable[[], Iterable[bytes]]:
         return requests
 
     return factory
-
-
-def _framed(requests: Iterable[bytes]) -> Iterator[bytes]:
-    yield _CREATE_OPEN
-    for index, request in enumerate(requests):
-        if not isinstance(request, bytes):
-            raise TypeError(f"each request must be bytes, not {type(request).__name__}")
-        if index:
-            yield b","
-        yield request
-    yield _CREATE_CLOSE
 
 
 def _coalesce(parts: Iterable[bytes], size: int) -> Iterator[bytes]:

@@ -1,4 +1,4 @@
-"""Wire models for the Message Batches API (see ``shared/api/message-batches.md`` §2).
+"""Wire models for the Message Batches API (see docs/message-batches-api.md §2).
 
 Every model keeps fields it does not know (``extra="allow"``): the API adds fields over
 time and the orchestrator must not choke on them, nor drop them when it re-serialises.
@@ -13,12 +13,7 @@ from typing import Annotated, Any, Literal
 import orjson
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
-#: The batch is being processed; request counts stay at ``processing == N`` until it ends.
-IN_PROGRESS = "in_progress"
-#: Cancel was accepted; in-flight requests finish, the rest become ``canceled``.
-CANCELING = "canceling"
-#: Every request finished (or expired); ``results_url`` is set.
-ENDED = "ended"
+from orchestrator.domain.states import ResultType
 
 #: Error-envelope messages longer than this (e.g. a proxy's HTML page) are cut, in characters.
 ERROR_SNIPPET_CHARS = 200
@@ -58,7 +53,7 @@ class MessageBatch(_WireModel):
     """A batch as returned by create, retrieve, list and cancel (§2.1).
 
     ``processing_status`` is a plain string so a future status does not break parsing;
-    compare it with ``IN_PROGRESS``, ``CANCELING`` and ``ENDED``. ``id`` has no length
+    ``domain.states.local_batch_status`` reads it. ``id`` has no length
     check: "format/length may change".
     """
 
@@ -158,27 +153,27 @@ class ErrorResponse(_WireModel):
 class SucceededResult(_WireModel):
     """The request produced a message (the only billed result type)."""
 
-    type: Literal["succeeded"]
+    type: Literal[ResultType.SUCCEEDED]
     message: Message
 
 
 class ErroredResult(_WireModel):
     """The request failed; ``error.error.type`` says whether resending can help."""
 
-    type: Literal["errored"]
+    type: Literal[ResultType.ERRORED]
     error: ErrorResponse
 
 
 class CanceledResult(_WireModel):
     """The batch was canceled before this request was sent to the model."""
 
-    type: Literal["canceled"]
+    type: Literal[ResultType.CANCELED]
 
 
 class ExpiredResult(_WireModel):
     """The batch hit its 24 h limit before this request was processed."""
 
-    type: Literal["expired"]
+    type: Literal[ResultType.EXPIRED]
 
 
 BatchResult = Annotated[

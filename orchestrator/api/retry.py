@@ -1,10 +1,14 @@
 """When to retry an API call, and how long to wait first: the whole policy in one place.
 
-Mirrors the official SDK (``shared/api/message-batches.md`` §8): transport errors,
+Mirrors the official SDK (docs/message-batches-api.md §8): transport errors,
 408, 409, 429 and every 5xx (incl. 529) are transient; ``x-should-retry`` overrides the
 status; waits honour ``retry-after-ms`` / ``retry-after``, else exponential backoff with
 up to 25 % jitter. Create is stricter (``create_may_retry_*``): the SDK sends no
 idempotency key, so a create is resent only when it provably was never processed.
+
+:func:`is_transient` is the one verdict on a failure: the client retries what it
+calls transient, and a step whose failure outlasted those retries is skipped for
+one cycle (``steps.run_cycle``) instead of ending ``orchestrator run``.
 
 Everything here is pure: the caller passes the clock and the random source.
 """
@@ -18,6 +22,8 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
 import httpx
+
+from orchestrator import errors
 
 #: 4xx statuses that are transient: request timeout, conflict, rate limit.
 RETRYABLE_STATUS = frozenset({408, 409, 429})
@@ -52,21 +58,44 @@ def parse_should_retry(value: str | None) -> bool | None:
     return {"true": True, "false": False}.get(value.strip().lower())
 
 
-def is_retryable_status(status: int, should_retry_header: str | None) -> bool:
-    """Whether a failed call with this status is worth repeating (any method but create)."""
-    override = parse_should_retry(should_retry_header)
-    if override is not None:
-        return override
+def is_retryable_status(status: int, should_retry: bool | None) -> bool:
+    """Whether a failed call with this status is worth repeating (any method but create).
+
+    ``should_retry`` is the parsed ``x-should-retry`` header; when present it decides.
+    """
+    if should_retry is not None:
+        return should_retry
     return status in RETRYABLE_STATUS or status >= 500
 
 
-def create_may_retry_status(status: int, should_retry_header: str | None) -> bool:
+#: Failures that pass by themselves: the network, a broken-off download, the store.
+_TRANSIENT_KINDS: tuple[type[errors.OrchestratorError], ...] = (
+    errors.APIConnectionError,
+    errors.ResultsStreamError,
+    errors.StoreUnavailableError,
+)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether the failed operation is worth doing again later, unchanged.
+
+    An API status error is judged on its status and ``x-should-retry`` (as the
+    SDK does); a connection failure, a download that broke off and an unreachable
+    store are transient; everything else (a bad key, a refused request, a bug) is not.
+    An ambiguous create is not "transient": it must be reconciled, never resent.
+    """
+    if isinstance(exc, errors.APIStatusError):
+        return is_retryable_status(exc.status_code, exc.should_retry)
+    return isinstance(exc, _TRANSIENT_KINDS)
+
+
+def create_may_retry_status(status: int, should_retry: bool | None) -> bool:
     """Whether a create answered with this status may be resent without risking a duplicate.
 
     Only refusals that happen before processing qualify; ``x-should-retry: false`` can
     still veto them, but ``x-should-retry: true`` cannot make a 500 safe.
     """
-    return status in CREATE_RETRYABLE_STATUS and is_retryable_status(status, should_retry_header)
+    return status in CREATE_RETRYABLE_STATUS and is_retryable_status(status, should_retry)
 
 
 def create_outcome_unknown(status: int) -> bool:

@@ -6,19 +6,17 @@ the store and the steps build on these types.
 
 from __future__ import annotations
 
-from orchestrator.domain.outcomes import RETRYABLE_ERROR_TYPES, Outcome, decide, decide_missing
+from orchestrator.domain.contract import ENVELOPE_OVERHEAD, body_size
+from orchestrator.domain.outcomes import RETRYABLE_ERROR_TYPES, decide, decide_missing
 from orchestrator.domain.params import MessageParams, ParamsError, validate_params
 from orchestrator.domain.planning import (
     CUSTOM_ID_PATTERN,
-    ENVELOPE_OVERHEAD,
     BatchPlanner,
     CustomIdParts,
     PlannedBatch,
     RequestTooLargeForBatch,
-    body_size,
     make_custom_id,
     parse_custom_id,
-    plan,
     request_bytes,
 )
 from orchestrator.domain.pricing import (
@@ -38,6 +36,7 @@ from orchestrator.domain.spec import (
     iter_items,
     load_spec,
 )
+from orchestrator.domain.states import Outcome
 
 __all__ = [
     "CUSTOM_ID_PATTERN",
@@ -68,7 +67,6 @@ __all__ = [
     "load_spec",
     "make_custom_id",
     "parse_custom_id",
-    "plan",
     "request_bytes",
     "validate_params",
 ]

@@ -13,31 +13,16 @@ Canceled requests were canceled by someone on purpose and are never retried.
 
 from __future__ import annotations
 
-from enum import StrEnum
-
-
-class Outcome(StrEnum):
-    """The decision for one item after one result."""
-
-    #: terminal: the item has its answer.
-    SUCCEEDED = "succeeded"
-    #: send the item again, in a new batch, as the next attempt.
-    RETRY = "retry"
-    #: terminal failure: invalid request, final error type, or attempts used up.
-    FAILED = "failed"
-    #: terminal: the batch (or job) was canceled; never retried.
-    CANCELED = "canceled"
-
+from orchestrator.domain.states import Outcome, ResultType
 
 #: Server-side error types inside an errored result that are worth retrying as-is.
 RETRYABLE_ERROR_TYPES = frozenset(
     {"api_error", "overloaded_error", "rate_limit_error", "timeout_error"}
 )
-RESULT_TYPES = frozenset({"succeeded", "errored", "canceled", "expired"})
 
 
 def decide(
-    result_type: str,
+    result_type: ResultType,
     error_type: str | None,
     attempt: int,
     max_attempts: int,
@@ -50,13 +35,12 @@ def decide(
     CANCELED: re-sending what the user stopped would spend money they chose not to.
     Successes and real failures keep their outcome, so the user still sees them.
     """
-    if result_type not in RESULT_TYPES:
-        raise ValueError(f"unknown result type {result_type!r}")
-    if result_type == "succeeded":
+    result_type = ResultType(result_type)  # an unknown type is a bug: ValueError
+    if result_type is ResultType.SUCCEEDED:
         return Outcome.SUCCEEDED
-    if result_type == "canceled":
+    if result_type is ResultType.CANCELED:
         return Outcome.CANCELED
-    if result_type == "errored" and error_type not in RETRYABLE_ERROR_TYPES:
+    if result_type is ResultType.ERRORED and error_type not in RETRYABLE_ERROR_TYPES:
         return Outcome.FAILED
     outcome = _retry_or_fail(attempt, max_attempts)
     return Outcome.CANCELED if canceled_by_user and outcome is Outcome.RETRY else outcome
@@ -64,7 +48,9 @@ def decide(
 
 def decide_missing(attempt: int, max_attempts: int, *, canceled_by_user: bool = False) -> Outcome:
     """A request absent from its batch's results (or results unavailable): like expired."""
-    return decide("expired", None, attempt, max_attempts, canceled_by_user=canceled_by_user)
+    return decide(
+        ResultType.EXPIRED, None, attempt, max_attempts, canceled_by_user=canceled_by_user
+    )
 
 
 def _retry_or_fail(attempt: int, max_attempts: int) -> Outcome:

@@ -1,4 +1,4 @@
-"""Messages API create params, validated before any spend (design §5.4).
+"""Messages API create params, validated before any spend (README, guarantee 4).
 
 A batch member's ``params`` is a non-streaming Messages create body
 (api/message-batches.md §3.1). The API checks most of it asynchronously and
@@ -18,11 +18,13 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError
 from pydantic_core import ErrorDetails
 
-API_VERSION_2023 = "2023-06-01"
-API_VERSION_2026 = "2026-10-21"
-#: The versions the API accepts (§1.3); the SDK >= 2.0.0 sends 2026-10-21.
-API_VERSIONS = frozenset({API_VERSION_2023, API_VERSION_2026})
-DEFAULT_API_VERSION = API_VERSION_2026
+from orchestrator.domain.contract import (
+    API_VERSION_2023,
+    API_VERSION_2026,
+    API_VERSIONS,
+    DEFAULT_API_VERSION,
+)
+
 #: Sampling params removed in 2026-10-21 ("Extra inputs are not permitted", §1.3).
 SAMPLING_PARAMS = ("temperature", "top_p", "top_k")
 #: Params the batch endpoint refuses (§3.2, §10.3), with what to do instead.

@@ -1,7 +1,7 @@
 """Batching under the API limits, and the custom_id scheme.
 
 A create body is ``{"requests":[line,line,...]}`` with at most 100,000 lines and at
-most 256 MB (api/message-batches.md §3.2); a spec may lower both. The planner packs
+most 256 MB (docs/message-batches-api.md §3.2); a spec may lower both. The planner packs
 requests in order, first fit, streaming: it never needs the whole job in memory.
 
 custom_ids are ours, not the user's: ``<store_tag>-<item_id>-<attempt>``. User keys
@@ -13,19 +13,16 @@ item and attempt, even from a duplicate batch.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from orchestrator.domain.contract import ENVELOPE_OVERHEAD, body_size, frame_body
 from orchestrator.errors import SpecError
 
 #: What the API accepts as a custom_id (§3.2).
 CUSTOM_ID_PATTERN = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 STORE_TAG_PATTERN = re.compile(r"^[a-z0-9]{1,16}$")
 _OUR_CUSTOM_ID = re.compile(r"^([a-z0-9]{1,16})-([1-9][0-9]*)-([1-9][0-9]*)$")
-_BODY_PREFIX = b'{"requests":['
-_BODY_SUFFIX = b"]}"
-#: Bytes of the create body around its lines: the prefix and suffix (15 bytes).
-ENVELOPE_OVERHEAD = len(_BODY_PREFIX) + len(_BODY_SUFFIX)
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,17 +63,8 @@ def request_bytes(custom_id: str, params_json: bytes) -> bytes:
 
 
 def create_body(lines: Iterable[bytes]) -> bytes:
-    """The create body as sent: ``{"requests":[`` + lines joined by ``,`` + ``]}``."""
-    return _BODY_PREFIX + b",".join(lines) + _BODY_SUFFIX
-
-
-def body_size(line_sizes: Iterable[int]) -> int:
-    """Size in bytes of the create body holding lines of these sizes (one comma between)."""
-    count = total = 0
-    for size in line_sizes:
-        count += 1
-        total += size
-    return ENVELOPE_OVERHEAD + total + max(count - 1, 0)
+    """The whole create body, as the client streams it (for small bodies and tests)."""
+    return b"".join(frame_body(lines))
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,17 +130,3 @@ class BatchPlanner:
         self._ids = []
         self._line_bytes = 0
         return batch
-
-
-def plan(
-    sizes: Iterable[tuple[int, int]], max_requests: int, max_bytes: int
-) -> Iterator[PlannedBatch]:
-    """Pack ``(request_id, line size)`` pairs into batches, in order, lazily."""
-    planner = BatchPlanner(max_requests, max_bytes)
-    for request_id, size in sizes:
-        batch = planner.add(request_id, size)
-        if batch is not None:
-            yield batch
-    last = planner.finish()
-    if last is not None:
-        yield last

@@ -14,7 +14,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -171,20 +170,6 @@ class UsageCounts:
     cache_5m_tokens: int | None = None
     cache_1h_tokens: int | None = None
     inference_geo: str | None = None
-
-    @classmethod
-    def from_usage(cls, usage: Mapping[str, Any]) -> UsageCounts:
-        """Read a ``usage`` object as the API sends it (optional fields may be null)."""
-        split = usage.get("cache_creation") or {}
-        return cls(
-            input_tokens=int(usage.get("input_tokens") or 0),
-            output_tokens=int(usage.get("output_tokens") or 0),
-            cache_creation_input_tokens=int(usage.get("cache_creation_input_tokens") or 0),
-            cache_read_input_tokens=int(usage.get("cache_read_input_tokens") or 0),
-            cache_5m_tokens=split.get("ephemeral_5m_input_tokens"),
-            cache_1h_tokens=split.get("ephemeral_1h_input_tokens"),
-            inference_geo=usage.get("inference_geo"),
-        )
 
     @property
     def total_input_tokens(self) -> int:

@@ -1,4 +1,4 @@
-"""Job specs: the TOML contract of design §4, loaded, checked and expanded into items.
+"""Job specs: the TOML contract of jobs/README.md, loaded, checked and expanded into items.
 
 A spec has one of two forms:
 
@@ -9,7 +9,7 @@ A spec has one of two forms:
   lines exactly as the API takes them (the user's custom_id becomes the item key).
 
 Every problem is a :class:`~orchestrator.errors.SpecError` naming the file and the
-line or field, raised before anything is sent (design §5.4). Datasets are streamed:
+line or field, raised before anything is sent (README, guarantee 4). Datasets are streamed:
 :func:`iter_items` never holds the file, so a million rows load in flat memory.
 """
 
@@ -36,18 +36,16 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails
 
-from orchestrator.domain.params import (
+from orchestrator.domain.contract import (
     API_VERSIONS,
     DEFAULT_API_VERSION,
-    ParamsError,
-    validate_params,
+    MAX_BATCH_BYTES,
+    MAX_REQUESTS_PER_BATCH,
 )
+from orchestrator.domain.params import ParamsError, validate_params
 from orchestrator.domain.templates import MissingField, compile_request, render_request
 from orchestrator.errors import SpecError
 
-#: API limits per batch (api/message-batches.md §3.2); a spec may only lower them.
-MAX_REQUESTS_PER_BATCH = 100_000
-MAX_BATCH_BYTES = 256_000_000
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9._-]{1,100}$")
 #: Characters a cron field may use: digits, names (JAN, MON), * / , - and ? L W #.
 CRON_FIELD_PATTERN = re.compile(r"^[0-9A-Za-z*/,?#-]+$")
@@ -74,7 +72,7 @@ class RetrySpec(_SpecModel):
 
 
 class JobSpec(_SpecModel):
-    """One job spec (design §4). Build it with :func:`load_spec`, which resolves paths."""
+    """One job spec (jobs/README.md). Build it with :func:`load_spec`, which resolves paths."""
 
     name: str
     input: Path | None = None
@@ -98,7 +96,7 @@ class JobSpec(_SpecModel):
     @field_validator("input", "requests")
     @classmethod
     def _resolve_path(cls, path: Path | None, info: ValidationInfo) -> Path | None:
-        """Relative paths are relative to the spec file's directory (design §4)."""
+        """Relative paths are relative to the spec file's directory (jobs/README.md)."""
         if path is None:
             return None
         suffixes = INPUT_SUFFIXES if info.field_name == "input" else (".jsonl",)

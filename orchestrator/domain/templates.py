@@ -1,4 +1,4 @@
-"""Templates: ``[request]`` strings filled from dataset rows (design §4).
+"""Templates: ``[request]`` strings filled from dataset rows (jobs/README.md).
 
 Every string anywhere in ``[request]`` is a template in ``str.format`` syntax:
 ``{field}`` is the row's value, ``{{`` and ``}}`` are literal braces. Only plain

@@ -3,7 +3,7 @@
 Use it in-process (``create_app`` + ``httpx.ASGITransport``), in a background thread
 (``with SimulatorServer(config) as sim: ... sim.base_url``) or in the foreground
 (``serve`` / ``orchestrator simulate``). Behaviour follows
-``/work/shared/api/message-batches.md``; section numbers in comments refer to it.
+docs/message-batches-api.md; section numbers in comments (§N.M) refer to it.
 
 Choices for the doc's open questions (§12) and other simplifications:
 

@@ -1,7 +1,7 @@
 """The Starlette app: the Message Batches endpoints plus Messages and count_tokens (§1.1).
 
 Every API call passes the same gate, in this order: ledger count, auth (401), version
-(400), slow_response_seconds, injected faults (429/500/529), batch RPM (429). Unknown
+(400), slow_response_seconds, injected faults (408/429/500/529), batch RPM (429). Unknown
 paths are 404 not_found_error. ``/_simulator/*`` is the test surface (no auth).
 """
 

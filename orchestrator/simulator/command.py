@@ -74,6 +74,9 @@ def simulate(  # one option per knob: long by design, no logic in the signature
     queue_limit: Annotated[
         int | None, _opt("queue_limit", "Max requests processing at once.")
     ] = None,
+    fault_408_share: Annotated[
+        float, _opt("fault_408_share", "Share of calls answered 408.")
+    ] = 0.0,
     fault_429_share: Annotated[
         float, _opt("fault_429_share", "Share of calls answered 429.")
     ] = 0.0,
@@ -115,6 +118,7 @@ def simulate(  # one option per knob: long by design, no logic in the signature
         expired_share=expired_share,
         rpm_limit=rpm_limit,
         queue_limit=queue_limit,
+        fault_408_share=fault_408_share,
         fault_429_share=fault_429_share,
         fault_500_share=fault_500_share,
         fault_529_share=fault_529_share,

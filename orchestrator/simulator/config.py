@@ -60,7 +60,8 @@ class SimulatorConfig(BaseModel):
     rpm_limit: int | None = Field(default=None, ge=1)
     #: Max requests in processing across non-ended batches; None = unlimited (§7.4).
     queue_limit: int | None = Field(default=None, ge=1)
-    #: Per-HTTP-call probabilities of an injected 429 / 500 / 529 (seeded).
+    #: Per-HTTP-call probabilities of an injected 408 / 429 / 500 / 529 (seeded).
+    fault_408_share: float = Field(default=0.0, ge=0.0, le=1.0)
     fault_429_share: float = Field(default=0.0, ge=0.0, le=1.0)
     fault_500_share: float = Field(default=0.0, ge=0.0, le=1.0)
     fault_529_share: float = Field(default=0.0, ge=0.0, le=1.0)

@@ -1,4 +1,4 @@
-"""Fault injection per HTTP call (§11): 429 with retry-after, 500, 529, scripted faults.
+"""Fault injection per HTTP call (§11): 408, 429 with retry-after, 500, 529, scripted faults.
 
 Each API call consumes exactly one draw from a seeded generator, so a run with the same
 seed and the same sequence of calls sees the same faults. ``inject(...)`` queues exact
@@ -22,6 +22,7 @@ ERROR_TYPE_BY_STATUS = {
     402: "billing_error",
     403: "permission_error",
     404: "not_found_error",
+    408: "timeout_error",
     409: "conflict_error",
     413: "request_too_large",
     429: "rate_limit_error",
@@ -30,6 +31,7 @@ ERROR_TYPE_BY_STATUS = {
     529: "overloaded_error",
 }
 MESSAGES = {
+    408: "Simulated request timeout.",
     429: "Simulated rate limit: please retry after the retry-after delay.",
     500: "Simulated internal server error.",
     529: "Simulated overload.",
@@ -61,6 +63,7 @@ class Faults:
                 return self._queue.popleft()
         edge = 0.0
         for status, share in (
+            (408, config.fault_408_share),
             (429, config.fault_429_share),
             (500, config.fault_500_share),
             (529, config.fault_529_share),

@@ -84,7 +84,7 @@ def params_digest(params: dict[str, Any]) -> int:
 
 
 def count_input_tokens(params: dict[str, Any]) -> int:
-    """§7: input_tokens for the system prompt, messages and tools (at least 1)."""
+    """§1.6: input_tokens for the system prompt, messages and tools (at least 1)."""
     chars = _text_chars(params.get("system"))
     for message in _messages(params):
         if isinstance(message, dict):

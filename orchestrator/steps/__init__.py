@@ -1,4 +1,4 @@
-"""The steps of a job (design §2), and one cycle that runs them all in order.
+"""The steps of a job, and one cycle that runs them all in order.
 
 ``orchestrator run`` loops over :func:`run_cycle` in the foreground; the daemon
 calls it from an APScheduler timer. There is no second code path.
@@ -9,14 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 
-from orchestrator.errors import (
-    APIConnectionError,
-    ConflictError,
-    InternalServerError,
-    RateLimitError,
-    ResultsStreamError,
-    StoreUnavailableError,
-)
+from orchestrator.api.retry import is_transient
 from orchestrator.steps.context import StepContext, StepReport, log, utcnow
 from orchestrator.steps.ingest import ingest
 from orchestrator.steps.plan import plan
@@ -36,20 +29,8 @@ def finish_jobs(ctx: StepContext, now: datetime) -> StepReport:
     report = StepReport("finish")
     for job_id in ctx.store.active_job_ids():
         if ctx.store.finish_job_if_done(job_id, now):
-            report.add("done")
+            report.add("finished")
     return report
-
-
-#: Failures that outlived the client's own retries but will pass: the step is
-#: skipped for this cycle and runs again on the next one (every step is re-runnable).
-TRANSIENT_ERRORS: tuple[type[Exception], ...] = (
-    APIConnectionError,
-    RateLimitError,
-    InternalServerError,
-    ConflictError,
-    ResultsStreamError,
-    StoreUnavailableError,
-)
 
 
 def run_cycle(
@@ -57,8 +38,9 @@ def run_cycle(
 ) -> list[StepReport]:
     """Every step once, each with a fresh ``now``; stops between steps when asked.
 
-    A transient failure ends only its own step for this cycle; anything else
-    (a bad key, a missing permission, a bug) propagates to the caller.
+    A transient failure (``api.retry.is_transient``: the same verdict the client
+    retries on) ends only its own step for this cycle; anything else (a bad key,
+    a missing permission, a bug) propagates to the caller.
     """
     reports: list[StepReport] = []
     for step in (*STEPS, finish_jobs):
@@ -66,15 +48,16 @@ def run_cycle(
             break
         try:
             reports.append(step(ctx, utcnow()))
-        except TRANSIENT_ERRORS as exc:
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
             log.warning("%s step failed, will run again next cycle: %s", step.__name__, exc)
-            reports.append(StepReport(step.__name__, details={"failed": 1}))
+            reports.append(StepReport(step.__name__, details={"skipped_transient": 1}))
     return reports
 
 
 __all__ = [
     "STEPS",
-    "TRANSIENT_ERRORS",
     "StepContext",
     "StepReport",
     "finish_jobs",

@@ -2,7 +2,7 @@
 
 Each step is ``step(ctx, now) -> StepReport``: it claims its own work, commits in
 small transactions and can be run again after a crash at any line. The daemon
-and ``orchestrator run`` call the same steps (design §2).
+and ``orchestrator run`` call the same steps.
 """
 
 from __future__ import annotations

@@ -16,14 +16,21 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Any
 
 import orjson
 
-from orchestrator.api.models import ResultLine, parse_result_line
+from orchestrator.api.models import (
+    ErroredResult,
+    Message,
+    ResultLine,
+    SucceededResult,
+    Usage,
+    parse_result_line,
+)
 from orchestrator.chunking import chunked
-from orchestrator.domain.outcomes import Outcome, decide, decide_missing
+from orchestrator.domain.outcomes import decide, decide_missing
 from orchestrator.domain.pricing import PriceTable, UsageCounts, cost_usd
+from orchestrator.domain.states import BatchStatus, JobStatus, Outcome, ResultType
 from orchestrator.errors import APIError, NotFoundError
 from orchestrator.steps.context import (
     INGEST_RETRY_S,
@@ -33,17 +40,26 @@ from orchestrator.steps.context import (
     log,
     utcnow,
 )
-from orchestrator.store.records import BatchRecord, Lease, RequestRef, Resolution
-from orchestrator.store.tables import BatchStatus, ItemStatus
+from orchestrator.store.records import (
+    BatchRecord,
+    Lease,
+    QuarantineLine,
+    RequestRef,
+    Resolution,
+    ResultRow,
+    Route,
+)
 
 BATCHES_PER_RUN = 4
 RESOLVE_PAGE_ROWS = 1000
-_STATUS = {
-    Outcome.SUCCEEDED: ItemStatus.SUCCEEDED,
-    Outcome.RETRY: ItemStatus.PENDING,
-    Outcome.FAILED: ItemStatus.FAILED,
-    Outcome.CANCELED: ItemStatus.CANCELED,
+#: Characters of a parse error kept in the quarantine row.
+QUARANTINE_ERROR_CHARS = 2000
+#: Why an item that is not succeeded failed, for result types that carry no error.
+_NO_RESULT_REASON = {
+    ResultType.EXPIRED: "the batch expired before this request was processed",
+    ResultType.CANCELED: "the batch was canceled before this request was processed",
 }
+MISSING_RESULT = "missing_result"
 
 
 class _LeaseLost(Exception):
@@ -113,28 +129,21 @@ def _download(ctx: StepContext, lease: Lease, batch: BatchRecord) -> None:
 
 def _rows(
     ctx: StepContext, batch: BatchRecord, chunk: Sequence[tuple[int, bytes]]
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+) -> tuple[list[ResultRow], list[QuarantineLine]]:
     parsed: list[tuple[int, bytes, ResultLine]] = []
-    quarantine: list[dict[str, Any]] = []
+    quarantine: list[QuarantineLine] = []
     for line_no, raw in chunk:
         try:
             parsed.append((line_no, raw, parse_result_line(raw)))
         except ValueError as exc:
             quarantine.append(_quarantine(batch.id, line_no, raw, None, f"unparseable: {exc}"))
     routes = ctx.store.route_custom_ids(batch.id, [p[2].custom_id for p in parsed])
-    rows: list[dict[str, Any]] = []
+    rows: list[ResultRow] = []
     for line_no, raw, line in parsed:
         route = routes.get(line.custom_id)
         if route is None:
-            quarantine.append(
-                _quarantine(
-                    batch.id,
-                    line_no,
-                    raw,
-                    line.custom_id,
-                    "custom_id is not a request of this batch",
-                )
-            )
+            error = "custom_id is not a request of this batch"
+            quarantine.append(_quarantine(batch.id, line_no, raw, line.custom_id, error))
             continue
         rows.append(result_row(batch.id, route, line, ctx.prices))
     return rows, quarantine
@@ -142,67 +151,83 @@ def _rows(
 
 def _quarantine(
     batch_id: int, line_no: int, raw: bytes, custom_id: str | None, error: str
-) -> dict[str, Any]:
-    return {
-        "batch_id": batch_id,
-        "line_no": line_no,
-        "custom_id": custom_id,
-        "raw": raw.decode("utf-8", errors="replace"),
-        "error": error[:2000],
-    }
+) -> QuarantineLine:
+    return QuarantineLine(
+        batch_id=batch_id,
+        line_no=line_no,
+        custom_id=custom_id,
+        raw=raw.decode("utf-8", errors="replace"),
+        error=error[:QUARANTINE_ERROR_CHARS],
+    )
 
 
-def result_row(
-    batch_id: int, route: tuple[int, int], line: ResultLine, prices: PriceTable
-) -> dict[str, Any]:
-    """The ``results`` row of one parsed line."""
-    item_id, attempt = route
+def result_row(batch_id: int, route: Route, line: ResultLine, prices: PriceTable) -> ResultRow:
+    """The typed ``results`` row of one parsed line."""
     result = line.result
-    row: dict[str, Any] = {
-        "batch_id": batch_id,
-        "item_id": item_id,
-        "custom_id": line.custom_id,
-        "attempt": attempt,
-        "result_type": result.type,
-    }
-    if result.type == "succeeded":
-        row.update(_message_fields(result.message, prices))
-    elif result.type == "errored":
-        row["error_type"] = result.error.error.type
-        row["error_message"] = result.error.error.message
-    return row
+    if isinstance(result, SucceededResult):
+        return _succeeded_row(batch_id, route, line.custom_id, result.message, prices)
+    error = result.error.error if isinstance(result, ErroredResult) else None
+    return ResultRow(
+        batch_id=batch_id,
+        item_id=route.item_id,
+        custom_id=line.custom_id,
+        attempt=route.attempt,
+        result_type=ResultType(result.type),
+        error_type=error.type if error else None,
+        error_message=error.message if error else None,
+    )
 
 
-def _message_fields(message: Any, prices: PriceTable) -> dict[str, Any]:
+def _succeeded_row(
+    batch_id: int, route: Route, custom_id: str, message: Message, prices: PriceTable
+) -> ResultRow:
     usage = message.usage
     split = usage.cache_creation
-    counts = UsageCounts.from_usage(usage.model_dump())
     price = prices.price_for(message.model)
-    return {
-        "message_id": message.id,
-        "model": message.model,
-        "stop_reason": message.stop_reason,
-        "stop_sequence": message.stop_sequence,
-        "text": message.text,
-        "content": orjson.dumps(message.content).decode(),
-        "input_tokens": usage.input_tokens,
-        "output_tokens": usage.output_tokens,
-        "cache_creation_input_tokens": usage.cache_creation_input_tokens,
-        "cache_read_input_tokens": usage.cache_read_input_tokens,
-        "cache_creation_5m_input_tokens": split.ephemeral_5m_input_tokens if split else None,
-        "cache_creation_1h_input_tokens": split.ephemeral_1h_input_tokens if split else None,
-        "service_tier": usage.service_tier,
-        "inference_geo": usage.inference_geo,
+    return ResultRow(
+        batch_id=batch_id,
+        item_id=route.item_id,
+        custom_id=custom_id,
+        attempt=route.attempt,
+        result_type=ResultType.SUCCEEDED,
+        message_id=message.id,
+        model=message.model,
+        stop_reason=message.stop_reason,
+        stop_sequence=message.stop_sequence,
+        text=message.text,
+        content=orjson.dumps(message.content).decode(),
+        input_tokens=usage.input_tokens,
+        output_tokens=usage.output_tokens,
+        cache_creation_input_tokens=usage.cache_creation_input_tokens,
+        cache_read_input_tokens=usage.cache_read_input_tokens,
+        cache_creation_5m_input_tokens=split.ephemeral_5m_input_tokens if split else None,
+        cache_creation_1h_input_tokens=split.ephemeral_1h_input_tokens if split else None,
+        service_tier=usage.service_tier,
+        inference_geo=usage.inference_geo,
         # Only succeeded results are billed (§5.4); an unpriced model costs NULL, not 0.
-        "cost_usd": cost_usd(counts, price) if price is not None else None,
-    }
+        cost_usd=cost_usd(usage_counts(usage), price) if price is not None else None,
+    )
+
+
+def usage_counts(usage: Usage) -> UsageCounts:
+    """The billable token counts of a message's usage (optional fields may be null)."""
+    split = usage.cache_creation
+    return UsageCounts(
+        input_tokens=usage.input_tokens,
+        output_tokens=usage.output_tokens,
+        cache_creation_input_tokens=usage.cache_creation_input_tokens or 0,
+        cache_read_input_tokens=usage.cache_read_input_tokens or 0,
+        cache_5m_tokens=split.ephemeral_5m_input_tokens if split else None,
+        cache_1h_tokens=split.ephemeral_1h_input_tokens if split else None,
+        inference_geo=usage.inference_geo,
+    )
 
 
 def _finish(
     ctx: StepContext, lease: Lease, batch: BatchRecord, status: BatchStatus, note: str | None
 ) -> str:
     job = ctx.store.job_of_batch(batch.id)
-    canceled = ctx.store.job_canceled(job.id)
+    canceled = job.status is JobStatus.CANCELED
     after = 0
     while page := ctx.store.request_refs(batch.id, after, RESOLVE_PAGE_ROWS):
         resolutions = [resolve(ref, job.max_attempts, canceled) for _, ref in page]
@@ -213,7 +238,7 @@ def _finish(
         raise _LeaseLost
     ctx.store.finish_job_if_done(job.id, utcnow())
     log.info("batch %s: %s%s", batch.id, status.value, f" ({note})" if note else "")
-    return status.value
+    return status
 
 
 def resolve(ref: RequestRef, max_attempts: int, job_canceled: bool) -> Resolution:
@@ -222,7 +247,7 @@ def resolve(ref: RequestRef, max_attempts: int, job_canceled: bool) -> Resolutio
     message: str | None
     if ref.result_type is None:
         outcome = decide_missing(ref.attempt, max_attempts, canceled_by_user=job_canceled)
-        error_type, message = "missing_result", "no result line for this request"
+        error_type, message = MISSING_RESULT, "no result line for this request"
     else:
         outcome = decide(
             ref.result_type,
@@ -234,16 +259,14 @@ def resolve(ref: RequestRef, max_attempts: int, job_canceled: bool) -> Resolutio
         error_type, message = _error_of(ref)
     if outcome is Outcome.SUCCEEDED:
         error_type = message = None
-    elif outcome is Outcome.FAILED and ref.result_type in ("expired", None):
+    elif outcome is Outcome.FAILED and ref.result_type in (ResultType.EXPIRED, None):
         message = f"{message} (after {ref.attempt} attempts)"
-    return Resolution(ref.item_id, _STATUS[outcome], ref.result_id, error_type, message)
+    return Resolution(ref.item_id, outcome.item_status, ref.result_id, error_type, message)
 
 
 def _error_of(ref: RequestRef) -> tuple[str | None, str | None]:
-    if ref.result_type == "errored":
+    if ref.result_type is ResultType.ERRORED:
         return ref.error_type, ref.error_message
-    if ref.result_type == "expired":
-        return "expired", "the batch expired before this request was processed"
-    if ref.result_type == "canceled":
-        return "canceled", "the batch was canceled before this request was processed"
+    if ref.result_type in _NO_RESULT_REASON:
+        return ref.result_type, _NO_RESULT_REASON[ref.result_type]
     return None, None

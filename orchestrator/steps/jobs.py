@@ -12,11 +12,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from orchestrator.domain.planning import ENVELOPE_OVERHEAD, make_custom_id, request_bytes
+from orchestrator.domain.contract import DEFAULT_API_VERSION, ENVELOPE_OVERHEAD
+from orchestrator.domain.planning import make_custom_id, request_bytes
 from orchestrator.domain.pricing import PriceTable, approx_input_tokens, estimate_cost_usd
 from orchestrator.domain.spec import ItemDraft, LoadedSpec, display_path, iter_items, load_spec
-from orchestrator.errors import BudgetExceededError, JobConflictError, SpecError
-from orchestrator.settings import DEFAULT_API_VERSION
+from orchestrator.errors import BudgetExceededError, JobConflictError, JobNotFoundError, SpecError
 from orchestrator.store.queries import Store
 from orchestrator.store.records import JobRecord, NewJob
 
@@ -48,7 +48,7 @@ def submit_spec(
     loaded = load_spec(path)
     spec = loaded.spec
     job_name = name or spec.name
-    existing = store.find_job(job_name)
+    existing = store.find_job_by_name(job_name)
     if existing is not None:
         if existing.content_hash != loaded.content_hash:
             raise JobConflictError(
@@ -59,7 +59,11 @@ def submit_spec(
     estimate = Estimate()
     items = _checked_items(loaded, store.store_tag(), prices, estimate, api_version)
 
-    def check_budget() -> None:
+    def check_budget(item_count: int) -> None:
+        if item_count == 0:
+            raise SpecError(
+                "the job has no items (the input file has no rows)", location=str(loaded.path)
+            )
         if spec.budget_usd is not None and estimate.unpriced_models:
             raise BudgetExceededError(
                 f"{loaded.path}: budget_usd is set but {estimate.unpriced_models:,} item(s) use "
@@ -124,3 +128,18 @@ def _add_estimate(estimate: Estimate, item: ItemDraft, prices: PriceTable) -> No
 
 def item_location(loaded: LoadedSpec, item: ItemDraft) -> str:
     return f"{display_path(loaded.spec.data_path)}:{item.line}"
+
+
+def resolve_job(store: Store, ref: str) -> JobRecord:
+    """The job a user named: by name first, else by id when ``ref`` is all digits.
+
+    A job may be named "2024": its name wins over the job whose id is 2024.
+    """
+    job = store.find_job_by_name(ref)
+    if job is None and ref.isdigit():
+        job = store.find_job_by_id(int(ref))
+    if job is None:
+        raise JobNotFoundError(
+            f"no job named {ref!r} in this store; `orchestrator status` lists them"
+        )
+    return job

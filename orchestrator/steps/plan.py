@@ -23,7 +23,7 @@ def plan(ctx: StepContext, now: datetime) -> StepReport:
         if lease is None:
             continue  # another daemon is planning it
         try:
-            job = ctx.store.get_job(str(job_id))
+            job = ctx.store.get_job(job_id)
             if job.use_cache:
                 hits, _saved = ctx.store.apply_response_cache(job_id, now)
                 if hits:
@@ -44,7 +44,7 @@ def _plan_job(ctx: StepContext, lease: Lease, job: JobRecord, now: datetime) -> 
             attempt = item.attempts + 1
             custom_id = make_custom_id(tag, item.id, attempt)
             open_requests[item.id] = PlannedRequest(item.id, attempt, custom_id)
-            size = len(request_bytes(custom_id, item.params_json.encode()))
+            size = len(request_bytes(custom_id, item.params_json))
             closed = planner.add(item.id, size)
             if closed is not None:
                 made += _record(ctx, lease, closed, open_requests, now)

@@ -7,21 +7,23 @@ not show (older than the pages read) is retrieved by id.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 
 from orchestrator.api.models import MessageBatch
+from orchestrator.domain.states import OPEN_REMOTE_BATCH_STATUSES, BatchStatus, ProcessingStatus
 from orchestrator.errors import BadRequestError, NotFoundError
 from orchestrator.steps.context import StepContext, StepReport, log
-from orchestrator.steps.submit import remote_state
+from orchestrator.steps.remote import gone_state, remote_state
 from orchestrator.store.records import BatchRecord, RemoteState
-from orchestrator.store.tables import BatchStatus
 
-OPEN = (BatchStatus.IN_PROGRESS, BatchStatus.CANCELING)
+#: Batches per list page (the API's maximum, §4.1).
+LIST_PAGE_SIZE = 1000
 
 
 def poll(ctx: StepContext, now: datetime) -> StepReport:
     report = StepReport("poll")
-    open_batches = ctx.store.batches(OPEN)
+    open_batches = ctx.store.batches(OPEN_REMOTE_BATCH_STATUSES)
     if not open_batches:
         return report
     found = _list_open(ctx, open_batches)
@@ -35,14 +37,14 @@ def poll(ctx: StepContext, now: datetime) -> StepReport:
             report.add("gone")
             continue
         state = remote_state(remote)
-        if batch.cancel_requested and state.processing_status == "in_progress":
+        if batch.cancel_requested and state.processing_status == ProcessingStatus.IN_PROGRESS:
             state = _cancel(ctx, batch.remote_id, state)
             report.add("cancel_sent")
         if (
             ctx.store.update_remote_state(batch.id, state, now)
-            and state.processing_status == "ended"
+            and state.status is BatchStatus.ENDED
         ):
-            report.add("ended")
+            report.add(BatchStatus.ENDED)
     report.add("polled", len(open_batches))
     return report
 
@@ -65,15 +67,30 @@ def _retrieve_state(ctx: StepContext, remote_id: str) -> RemoteState | None:
         return None  # deleted meanwhile: the next poll handles it as gone
 
 
+def listing_cutoff(open_batches: Iterable[BatchRecord], skew_s: float) -> datetime | None:
+    """How far back the newest-first listing must go to show every open batch.
+
+    A batch listed older than this is before all of them (clocks may differ by
+    ``skew_s``); None when no creation time is known. What the listing missed is
+    retrieved by id.
+    """
+    known = [b.remote_created_at for b in open_batches if b.remote_created_at is not None]
+    return min(known) - timedelta(seconds=skew_s) if known else None
+
+
+def listing_done(found: int, wanted: int, created_at: datetime, cutoff: datetime | None) -> bool:
+    """Stop reading pages once every wanted batch was seen, or the listing is past them."""
+    return found >= wanted or (cutoff is not None and created_at < cutoff)
+
+
 def _list_open(ctx: StepContext, open_batches: list[BatchRecord]) -> dict[str, MessageBatch]:
     wanted = {b.remote_id for b in open_batches}
-    known = [b.remote_created_at for b in open_batches if b.remote_created_at is not None]
-    oldest = min(known) - timedelta(seconds=ctx.settings.reconcile_skew_s) if known else None
+    cutoff = listing_cutoff(open_batches, ctx.settings.reconcile_skew_s)
     found: dict[str, MessageBatch] = {}
-    for remote in ctx.api.iter_batches(limit=1000):
+    for remote in ctx.api.iter_batches(limit=LIST_PAGE_SIZE):
         if remote.id in wanted:
             found[remote.id] = remote
-        if len(found) == len(wanted) or (oldest is not None and remote.created_at < oldest):
+        if listing_done(len(found), len(wanted), remote.created_at, cutoff):
             break
     return found
 
@@ -85,19 +102,5 @@ def _retrieve(ctx: StepContext, batch: BatchRecord, now: datetime) -> MessageBat
     except NotFoundError:
         # Deleted on the API side while we still waited for it: nothing to download.
         log.warning("batch %s (%s) is gone from the API", batch.id, batch.remote_id)
-        gone = RemoteState(
-            remote_id=batch.remote_id,
-            processing_status="ended",
-            created_at=batch.remote_created_at or now,
-            expires_at=None,
-            ended_at=now,
-            archived_at=None,
-            results_url=None,
-            succeeded=0,
-            errored=0,
-            canceled=0,
-            expired=0,
-            processing=0,
-        )
-        ctx.store.update_remote_state(batch.id, gone, now)
+        ctx.store.update_remote_state(batch.id, gone_state(batch, now), now)
         return None

@@ -4,7 +4,7 @@ A create is ``unknown`` after a timeout or reset once its body was sent, a 5xx,
 or a worker that died mid-call. The API takes no idempotency key and a batch
 carries no metadata, so the only evidence is the list of batches: one created
 in the intent's time window, with our request count, that no row of this store
-owns yet.
+owns yet (:func:`reconcile` decides, purely):
 
 * exactly one candidate: adopt it (its results are routed by custom_id);
 * none, once the window has passed: the create never happened, plan it again;
@@ -14,16 +14,64 @@ owns yet.
 
 from __future__ import annotations
 
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from enum import StrEnum
 
 from orchestrator.api.models import MessageBatch
+from orchestrator.domain.states import BatchStatus
 from orchestrator.steps.context import StepContext, StepReport, log
-from orchestrator.steps.submit import remote_state
+from orchestrator.steps.remote import remote_state
+from orchestrator.steps.submit import replan
 from orchestrator.store.records import BatchRecord, Lease
-from orchestrator.store.tables import BatchStatus
 
 #: How far back the listing is read at most (pages of 1,000 batches).
 MAX_LIST_PAGES = 20
+#: Unknown creates settled per run of the step.
+SETTLES_PER_RUN = 50
+
+
+class Verdict(StrEnum):
+    ADOPT = "adopted"  #: A listed batch is this create's: record its id.
+    WAIT = "waiting"  #: Nothing matches yet, but the window is still open.
+    REPLAN = "replanned"  #: Nothing matched in the whole window: the create never happened.
+
+
+@dataclass(frozen=True)
+class Reconciliation:
+    verdict: Verdict
+    chosen: MessageBatch | None = None
+    others: list[MessageBatch] = field(default_factory=list)
+
+
+def create_window(intent_at: datetime, upload_s: float, skew_s: float) -> tuple[datetime, datetime]:
+    """When a batch made by this create can have been stamped ``created_at``."""
+    skew = timedelta(seconds=skew_s)
+    return intent_at - skew, intent_at + timedelta(seconds=upload_s) + skew
+
+
+def reconcile(
+    request_count: int,
+    intent_at: datetime,
+    window: tuple[datetime, datetime],
+    listing: Sequence[MessageBatch],
+    owned: Collection[str],
+    now: datetime,
+) -> Reconciliation:
+    """What to do with one unknown create, given the listing of remote batches."""
+    start, end = window
+    candidates = [
+        r
+        for r in listing
+        if r.id not in owned
+        and start <= r.created_at <= end
+        and r.request_counts.total == request_count
+    ]
+    if not candidates:
+        return Reconciliation(Verdict.WAIT if now <= end else Verdict.REPLAN)
+    chosen = min(candidates, key=lambda r: abs((r.created_at - intent_at).total_seconds()))
+    return Reconciliation(Verdict.ADOPT, chosen, [r for r in candidates if r is not chosen])
 
 
 def recover(ctx: StepContext, now: datetime) -> StepReport:
@@ -31,7 +79,9 @@ def recover(ctx: StepContext, now: datetime) -> StepReport:
     abandoned = ctx.store.abandoned_creates(now)
     if abandoned:
         report.add("abandoned_creates", abandoned)
-    leases = ctx.store.claim_batches([BatchStatus.UNKNOWN], ctx.owner, now, ctx.ttl_s, 50)
+    leases = ctx.store.claim_batches(
+        [BatchStatus.UNKNOWN], ctx.owner, now, ctx.ttl_s, SETTLES_PER_RUN
+    )
     if not leases:
         return report
     try:
@@ -48,9 +98,8 @@ def recover(ctx: StepContext, now: datetime) -> StepReport:
 
 def _window(ctx: StepContext, batch: BatchRecord) -> tuple[datetime, datetime]:
     assert batch.intent_at is not None  # schema: unknown implies intent_at
-    skew = timedelta(seconds=ctx.settings.reconcile_skew_s)
-    upload = timedelta(seconds=ctx.settings.request_timeout_s)
-    return batch.intent_at - skew, batch.intent_at + upload + skew
+    settings = ctx.settings
+    return create_window(batch.intent_at, settings.request_timeout_s, settings.reconcile_skew_s)
 
 
 def _recent_batches(ctx: StepContext, batches: list[BatchRecord]) -> list[MessageBatch]:
@@ -71,34 +120,24 @@ def _settle(
     listing: list[MessageBatch],
     owned: set[str],
     now: datetime,
-) -> str:
-    start, end = _window(ctx, batch)
-    candidates = [
-        r
-        for r in listing
-        if r.id not in owned
-        and start <= r.created_at <= end
-        and r.request_counts.total == batch.request_count
-    ]
-    if not candidates:
-        if now <= end:
-            return "waiting"
-        ctx.store.return_to_planned(lease, "reconciled: the create never happened", now, now)
-        log.info("batch %s: no remote batch matches the lost create; planning it again", batch.id)
-        return "replanned"
+) -> Verdict:
     assert batch.intent_at is not None
-    intent = batch.intent_at
-    chosen = min(candidates, key=lambda r: abs((r.created_at - intent).total_seconds()))
-    if len(candidates) > 1:
-        others = ", ".join(r.id for r in candidates if r is not chosen)
-        log.warning(
-            "batch %s: several remote batches match (%s); adopted %s, possible duplicates: %s",
-            batch.id,
-            len(candidates),
-            chosen.id,
-            others,
-        )
-    ctx.store.record_created(lease, remote_state(chosen), now)
-    owned.add(chosen.id)
-    log.info("batch %s: adopted %s after a lost create", batch.id, chosen.id)
-    return "adopted"
+    found = reconcile(
+        batch.request_count, batch.intent_at, _window(ctx, batch), listing, owned, now
+    )
+    if found.verdict is Verdict.REPLAN:
+        replan(ctx, lease, "reconciled: the create never happened", now, now)
+        log.info("batch %s: no remote batch matches the lost create; planning it again", batch.id)
+    elif found.chosen is not None:
+        if found.others:
+            log.warning(
+                "batch %s: %s remote batches match; adopted %s, possible duplicates: %s",
+                batch.id,
+                len(found.others) + 1,
+                found.chosen.id,
+                ", ".join(r.id for r in found.others),
+            )
+        ctx.store.record_created(lease, remote_state(found.chosen), now)
+        owned.add(found.chosen.id)
+        log.info("batch %s: adopted %s after a lost create", batch.id, found.chosen.id)
+    return found.verdict

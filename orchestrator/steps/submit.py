@@ -6,7 +6,7 @@
 
 A create whose outcome is unknown (timeout or reset after sending, 5xx) is never
 sent again blindly: the batch becomes ``unknown`` and the recover step
-reconciles it by listing (api/message-batches.md §8: the API takes no
+reconciles it by listing (docs/message-batches-api.md §8: the API takes no
 idempotency key). A worker that dies between 1 and 3 leaves ``creating`` with
 an expiring lease, which recover turns into ``unknown`` too.
 """
@@ -16,21 +16,18 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 
-from orchestrator.api.models import MessageBatch
+from orchestrator.api.retry import is_transient
 from orchestrator.domain.planning import request_bytes
+from orchestrator.domain.states import BatchStatus
 from orchestrator.errors import (
     AmbiguousCreateError,
-    APIConnectionError,
-    APIStatusError,
+    APIError,
     BadRequestError,
-    ConflictError,
-    OverloadedError,
-    RateLimitError,
     RequestTooLargeError,
 )
 from orchestrator.steps.context import SUBMIT_RETRY_S, StepContext, StepReport, log, utcnow
-from orchestrator.store.records import Lease, RemoteState
-from orchestrator.store.tables import BatchStatus
+from orchestrator.steps.remote import remote_state
+from orchestrator.store.records import Lease
 
 #: Batches created per run of the step; the rest wait for the next tick.
 CREATES_PER_RUN = 20
@@ -70,17 +67,17 @@ def _create(ctx: StepContext, lease: Lease, now: datetime) -> str:
     except AmbiguousCreateError as exc:
         log.warning("batch %s: create outcome unknown (%s); will reconcile", lease.row_id, exc)
         ctx.store.mark_unknown(lease, str(exc), utcnow())
-        return "unknown"
-    except (RateLimitError, OverloadedError, ConflictError, APIConnectionError) as exc:
-        _defer(ctx, lease, exc, now)
-        return "deferred"
+        return BatchStatus.UNKNOWN
     except (BadRequestError, RequestTooLargeError) as exc:
         log.error("batch %s: the API refused the create: %s", lease.row_id, exc)
         ctx.store.mark_rejected(lease, exc.error_type or "invalid_request_error", str(exc), now)
-        return "rejected"
-    except APIStatusError as exc:
+        return BatchStatus.REJECTED
+    except APIError as exc:
+        if is_transient(exc):  # refused before processing (429/529/408/409, no connection)
+            _defer(ctx, lease, exc, now)
+            return "deferred"
         # 401/402/403/404...: refused outright, nothing was created; the user must act.
-        ctx.store.return_to_planned(lease, str(exc), now, now)
+        replan(ctx, lease, str(exc), now, now)
         raise
     except BaseException:
         # Ctrl-C, SIGTERM or a bug mid-POST: the body may have arrived. Never resend
@@ -93,35 +90,30 @@ def _create(ctx: StepContext, lease: Lease, now: datetime) -> str:
     return "created"
 
 
-def _defer(ctx: StepContext, lease: Lease, exc: Exception, now: datetime) -> None:
+def replan(ctx: StepContext, lease: Lease, error: str, retry_at: datetime, now: datetime) -> bool:
+    """A create that provably made nothing is planned again, due at ``retry_at``.
+
+    If its job was canceled meanwhile (``cancel_job`` flags a create in flight),
+    the batch is dropped and its items canceled instead: nothing is sent after a
+    cancel. Returns whether the batch will be sent again.
+    """
+    if ctx.store.return_to_planned(lease, error, retry_at, now):
+        return True
+    if ctx.store.drop_canceled_create(lease, now):
+        log.info("batch %s: dropped, its job was canceled before the create", lease.row_id)
+    return False
+
+
+def _defer(ctx: StepContext, lease: Lease, exc: APIError, now: datetime) -> None:
     """The API refused before processing: nothing was created, so resend later."""
     retry_after = getattr(exc, "retry_after_s", None)
     wait = SUBMIT_RETRY_S if retry_after is None else retry_after
     until = now + timedelta(seconds=wait)
-    ctx.store.return_to_planned(lease, str(exc), until, now)
+    replan(ctx, lease, str(exc), until, now)
     ctx.store.set_backoff(BACKOFF_SCOPE, until, str(exc))
     log.warning("batch %s: create refused (%s); retrying after %.0f s", lease.row_id, exc, wait)
 
 
 def _body_lines(ctx: StepContext, batch_id: int) -> Iterator[bytes]:
-    for custom_id, params in ctx.store.request_lines(batch_id):
-        yield request_bytes(custom_id, params.encode())
-
-
-def remote_state(batch: MessageBatch) -> RemoteState:
-    """The store's view of an API ``MessageBatch``."""
-    counts = batch.request_counts
-    return RemoteState(
-        remote_id=batch.id,
-        processing_status=batch.processing_status,
-        created_at=batch.created_at,
-        expires_at=batch.expires_at,
-        ended_at=batch.ended_at,
-        archived_at=batch.archived_at,
-        results_url=batch.results_url,
-        succeeded=counts.succeeded,
-        errored=counts.errored,
-        canceled=counts.canceled,
-        expired=counts.expired,
-        processing=counts.processing,
-    )
+    for line in ctx.store.request_lines(batch_id):
+        yield request_bytes(line.custom_id, line.params_json)

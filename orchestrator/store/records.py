@@ -1,4 +1,9 @@
-"""Immutable values the store hands out; ORM rows never leave ``store/``."""
+"""Immutable values that cross the store's boundary, both ways.
+
+Steps hand the store these records and get them back; ORM rows and column
+names never leave ``store/``. Request params are ``bytes`` everywhere: the exact
+JSON that is sent, from the spec to the create body.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from orchestrator.store.tables import BatchStatus, ItemStatus, JobStatus
+from orchestrator.domain.states import (
+    TERMINAL_ITEM_STATUSES,
+    BatchStatus,
+    ItemStatus,
+    JobStatus,
+    ResultType,
+)
 
 
 class ItemLike(Protocol):
@@ -87,31 +98,27 @@ class BatchRecord:
 
 @dataclass(frozen=True, slots=True)
 class RemoteState:
-    """What the API said about a batch (from a list page, retrieve or create)."""
+    """What the API said about a batch (list page, retrieve, create or cancel), and
+    the local ``status`` the caller decided it means."""
 
     remote_id: str
+    status: BatchStatus
     processing_status: str
     created_at: datetime
     expires_at: datetime | None
     ended_at: datetime | None
-    archived_at: datetime | None
     results_url: str | None
     succeeded: int
     errored: int
     canceled: int
     expired: int
-    processing: int
-
-    @property
-    def total(self) -> int:
-        return self.processing + self.succeeded + self.errored + self.canceled + self.expired
 
 
 @dataclass(frozen=True, slots=True)
 class PendingItem:
     id: int
     attempts: int
-    params_json: str
+    params_json: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +129,61 @@ class PlannedRequest:
 
 
 @dataclass(frozen=True, slots=True)
+class RequestLine:
+    """One request of a batch as it goes into the create body."""
+
+    custom_id: str
+    params_json: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """Where a result line belongs: the item and the attempt its custom_id was sent as."""
+
+    item_id: int
+    attempt: int
+
+
+@dataclass(frozen=True, slots=True)
+class ResultRow:
+    """One result line, typed; the ``results`` table stores exactly these fields."""
+
+    batch_id: int
+    item_id: int
+    custom_id: str
+    attempt: int
+    result_type: ResultType
+    message_id: str | None = None
+    model: str | None = None
+    stop_reason: str | None = None
+    stop_sequence: str | None = None
+    text: str | None = None
+    content: str | None = None  # the message's content blocks as JSON
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    cache_creation_input_tokens: int | None = None
+    cache_read_input_tokens: int | None = None
+    cache_creation_5m_input_tokens: int | None = None
+    cache_creation_1h_input_tokens: int | None = None
+    service_tier: str | None = None
+    inference_geo: str | None = None
+    error_type: str | None = None
+    error_message: str | None = None
+    cost_usd: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class QuarantineLine:
+    """A results line that could not be parsed or routed, kept verbatim."""
+
+    batch_id: int
+    line_no: int
+    custom_id: str | None
+    raw: str
+    error: str
+
+
+@dataclass(frozen=True, slots=True)
 class RequestRef:
     """A request of a batch, joined with its stored result when there is one."""
 
@@ -129,7 +191,7 @@ class RequestRef:
     attempt: int
     custom_id: str
     result_id: int | None
-    result_type: str | None
+    result_type: ResultType | None
     error_type: str | None
     error_message: str | None
 
@@ -148,9 +210,9 @@ class Resolution:
 @dataclass(frozen=True, slots=True)
 class JobReport:
     job: JobRecord
-    items: dict[str, int] = field(default_factory=dict)
-    batches: dict[str, int] = field(default_factory=dict)
-    results: dict[str, int] = field(default_factory=dict)
+    items: dict[ItemStatus, int] = field(default_factory=dict)
+    batches: dict[BatchStatus, int] = field(default_factory=dict)
+    results: dict[ResultType, int] = field(default_factory=dict)
     retried_items: int = 0
     cost_usd: float = 0.0
     input_tokens: int = 0
@@ -159,4 +221,8 @@ class JobReport:
 
     @property
     def terminal(self) -> int:
-        return sum(self.items.get(s, 0) for s in ("succeeded", "failed", "canceled"))
+        """Items that have their final answer or failure."""
+        return sum(self.items.get(s, 0) for s in TERMINAL_ITEM_STATUSES)
+
+    def count_batches(self, statuses: frozenset[BatchStatus]) -> int:
+        return sum(self.batches.get(s, 0) for s in statuses)

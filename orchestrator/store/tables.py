@@ -15,6 +15,7 @@ instead of writing a bad row:
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Annotated, Any, ClassVar
 
@@ -38,6 +39,16 @@ from sqlalchemy import (
 from sqlalchemy import Enum as SAEnum
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
+
+from orchestrator.domain.contract import MAX_BATCH_BYTES, MAX_REQUESTS_PER_BATCH
+from orchestrator.domain.states import (
+    CREATE_IN_FLIGHT,
+    REMOTE_BATCH_STATUSES,
+    BatchStatus,
+    ItemStatus,
+    JobStatus,
+    ResultType,
+)
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -76,42 +87,29 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-class JobStatus(enum.StrEnum):
-    ACTIVE = "active"  #: Items remain that are not terminal; the steps work on it.
-    DONE = "done"  #: Every item is terminal (succeeded, failed or canceled).
-    CANCELED = "canceled"  #: The user canceled it; no new batches, retries stopped.
+class JSONText(TypeDecorator[bytes]):
+    """Serialized JSON held as ``bytes`` in Python and as TEXT in SQL.
 
+    A request's params travel as the exact bytes that are sent, from the spec to
+    the create body; the column stays TEXT so users can query it with JSON functions.
+    """
 
-class ItemStatus(enum.StrEnum):
-    PENDING = "pending"  #: Waiting to be put in a batch (new, or due for a retry).
-    QUEUED = "queued"  #: In a batch that is planned, being created, or processing.
-    SUCCEEDED = "succeeded"  #: Has a succeeded result (or a cached one).
-    FAILED = "failed"  #: Terminal failure: a final error, or attempts used up.
-    CANCELED = "canceled"  #: Canceled by the user or by a batch cancel.
+    impl = Text()
+    cache_ok = True
 
+    def process_bind_param(
+        self,
+        value: bytes | None,
+        dialect: Dialect,  # noqa: ARG002
+    ) -> str | None:
+        return None if value is None else value.decode("utf-8")
 
-class BatchStatus(enum.StrEnum):
-    PLANNED = "planned"  #: Requests assigned; the create has not been sent.
-    CREATING = "creating"  #: Intent committed; the create may be on the wire right now.
-    UNKNOWN = "unknown"  #: The create's outcome is unknown; reconcile by listing.
-    IN_PROGRESS = "in_progress"  #: The API is processing it (remote_id known).
-    CANCELING = "canceling"  #: A cancel was accepted; in-flight requests finish.
-    ENDED = "ended"  #: Processing ended; results are waiting to be ingested.
-    INGESTED = "ingested"  #: Every result is stored and its items resolved.
-    UNAVAILABLE = "unavailable"  #: Results can't be downloaded (archived/deleted).
-    REJECTED = "rejected"  #: The API refused the create outright (a final 4xx).
-
-
-#: Statuses in which the API knows the batch, so ``remote_id`` must be set.
-REMOTE_STATUSES = (
-    BatchStatus.IN_PROGRESS,
-    BatchStatus.CANCELING,
-    BatchStatus.ENDED,
-    BatchStatus.INGESTED,
-    BatchStatus.UNAVAILABLE,
-)
-
-RESULT_TYPES = ("succeeded", "errored", "canceled", "expired")
+    def process_result_value(
+        self,
+        value: str | None,
+        dialect: Dialect,  # noqa: ARG002
+    ) -> bytes | None:
+        return None if value is None else value.encode("utf-8")
 
 
 def _enum(cls: type[enum.StrEnum], name: str) -> SAEnum:
@@ -128,11 +126,10 @@ def _enum(cls: type[enum.StrEnum], name: str) -> SAEnum:
     )
 
 
-def _in(column: str, values: tuple[str, ...]) -> str:
-    return f"{column} IN ({', '.join(repr(str(v)) for v in values)})"
+def _in(column: str, values: Iterable[str]) -> str:
+    return f"{column} IN ({', '.join(repr(str(v)) for v in sorted(values))})"
 
 
-utc = Annotated[datetime, mapped_column(UTCDateTime())]
 utc_now = Annotated[
     datetime, mapped_column(UTCDateTime(), server_default=text("CURRENT_TIMESTAMP"))
 ]
@@ -175,8 +172,10 @@ class Job(LeaseMixin, Base):
     __tablename__ = "jobs"
     __table_args__ = (
         CheckConstraint("max_attempts >= 1", name="max_attempts_positive"),
-        CheckConstraint("max_requests BETWEEN 1 AND 100000", name="max_requests_range"),
-        CheckConstraint("max_bytes BETWEEN 1 AND 256000000", name="max_bytes_range"),
+        CheckConstraint(
+            f"max_requests BETWEEN 1 AND {MAX_REQUESTS_PER_BATCH}", name="max_requests_range"
+        ),
+        CheckConstraint(f"max_bytes BETWEEN 1 AND {MAX_BATCH_BYTES}", name="max_bytes_range"),
     )
 
     id: Mapped[bigid] = mapped_column(primary_key=True, autoincrement=True)
@@ -207,9 +206,12 @@ class Item(Base):
         UniqueConstraint("job_id", "key"),
         Index("ix_items_job_id_status", "job_id", "status"),
         CheckConstraint(
-            "status <> 'succeeded' OR final_result_id IS NOT NULL", name="succeeded_has_result"
+            f"status <> '{ItemStatus.SUCCEEDED}' OR final_result_id IS NOT NULL",
+            name="succeeded_has_result",
         ),
-        CheckConstraint("status <> 'queued' OR batch_id IS NOT NULL", name="queued_has_batch"),
+        CheckConstraint(
+            f"status <> '{ItemStatus.QUEUED}' OR batch_id IS NOT NULL", name="queued_has_batch"
+        ),
         CheckConstraint("attempts >= 0", name="attempts_nonnegative"),
     )
 
@@ -217,7 +219,7 @@ class Item(Base):
     job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
     ordinal: Mapped[int] = mapped_column(Integer)
     key: Mapped[str] = mapped_column(Text)
-    params: Mapped[str] = mapped_column(Text)  # canonical JSON: exactly what is sent
+    params: Mapped[bytes] = mapped_column(JSONText())  # canonical JSON: exactly what is sent
     params_hash: Mapped[str] = mapped_column(String(64), index=True)
     status: Mapped[ItemStatus] = mapped_column(_enum(ItemStatus, "item_status"))
     attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
@@ -238,20 +240,22 @@ class Batch(LeaseMixin, Base):
     __tablename__ = "batches"
     __table_args__ = (
         CheckConstraint(
-            f"NOT ({_in('status', REMOTE_STATUSES)}) OR remote_id IS NOT NULL",
+            f"NOT ({_in('status', REMOTE_BATCH_STATUSES)}) OR remote_id IS NOT NULL",
             name="remote_status_has_remote_id",
         ),
         CheckConstraint(
-            "status NOT IN ('creating', 'unknown') OR intent_at IS NOT NULL",
+            f"NOT ({_in('status', CREATE_IN_FLIGHT)}) OR intent_at IS NOT NULL",
             name="creating_has_intent",
         ),
-        CheckConstraint("request_count BETWEEN 1 AND 100000", name="request_count_range"),
+        CheckConstraint(
+            f"request_count BETWEEN 1 AND {MAX_REQUESTS_PER_BATCH}", name="request_count_range"
+        ),
         Index(
             "uq_batches_one_create_per_job",
             "job_id",
             unique=True,
-            sqlite_where=text("status IN ('creating', 'unknown')"),
-            postgresql_where=text("status IN ('creating', 'unknown')"),
+            sqlite_where=text(_in("status", CREATE_IN_FLIGHT)),
+            postgresql_where=text(_in("status", CREATE_IN_FLIGHT)),
         ),
         Index("ix_batches_status", "status"),
     )
@@ -307,12 +311,14 @@ class Result(Base):
     __tablename__ = "results"
     __table_args__ = (
         UniqueConstraint("batch_id", "custom_id"),
-        CheckConstraint(_in("result_type", RESULT_TYPES), name="result_type_known"),
+        CheckConstraint(_in("result_type", ResultType), name="result_type_known"),
         CheckConstraint(
-            "result_type <> 'succeeded' OR message_id IS NOT NULL", name="succeeded_has_message"
+            f"result_type <> '{ResultType.SUCCEEDED}' OR message_id IS NOT NULL",
+            name="succeeded_has_message",
         ),
         CheckConstraint(
-            "result_type <> 'errored' OR error_type IS NOT NULL", name="errored_has_error"
+            f"result_type <> '{ResultType.ERRORED}' OR error_type IS NOT NULL",
+            name="errored_has_error",
         ),
     )
 

@@ -171,6 +171,9 @@ def test_killed_run_resumes_without_resending(simulator: SimulatorServer, tmp_pa
     spec = _write_job(tmp_path, "resume", 3000)
     env = _env(simulator, db)
     env["ORCHESTRATOR_POLL_INTERVAL"] = "0.5"
+    # The kill may land mid-create: a short create window keeps reconciling it quick.
+    env["ORCHESTRATOR_REQUEST_TIMEOUT"] = "5"
+    env["ORCHESTRATOR_RECONCILE_SKEW"] = "2"
     simulator.state.configure(processing_seconds=3.0)
     assert _cli(env, "db", "upgrade").returncode == 0
     proc = subprocess.Popen(

@@ -3,20 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, cast
 
 import anthropic
 import pytest
+from anthropic.types.messages.batch_create_params import Request
 
 from orchestrator.simulator import ManualClock, SimulatorConfig, SimulatorServer
 
 MODEL = "claude-haiku-4-5"
 
 
-def request(custom_id: str, text: str = "Say hello", **params: Any) -> dict[str, Any]:
-    """One batch request in the SDK's shape."""
+def request(custom_id: str, text: str = "Say hello", **params: Any) -> Request:
+    """One batch request in the SDK's shape (its TypedDict, so mypy checks the keys)."""
     body = {"model": MODEL, "max_tokens": 64, "messages": [{"role": "user", "content": text}]}
-    return {"custom_id": custom_id, "params": body | params}
+    return cast(Request, {"custom_id": custom_id, "params": body | params})
 
 
 @pytest.fixture

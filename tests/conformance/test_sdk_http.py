@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable
+from typing import cast
 
 import anthropic
 import httpx
@@ -26,7 +27,8 @@ def test_missing_key_is_401(sim: SimulatorServer) -> None:
 
 
 def test_sdk_without_usable_key_gets_authentication_error(sim: SimulatorServer) -> None:
-    no_auth = {"Authorization": anthropic.Omit()}
+    # The SDK's way to drop a default header; its annotation only admits strings.
+    no_auth = cast(dict[str, str], {"Authorization": anthropic.Omit()})
     with (
         anthropic.Anthropic(
             api_key=None, base_url=sim.base_url, max_retries=0, default_headers=no_auth
@@ -105,7 +107,7 @@ def test_cut_results_stream_breaks_the_download(make_sim: Callable[..., Simulato
     sim = make_sim(processing_seconds=0.0, cut_results_share=1.0)
     with anthropic.Anthropic(api_key="k", base_url=sim.base_url, max_retries=0) as client:
         batch = client.messages.batches.create(requests=[request(f"u{n}") for n in range(300)])
-        seen = []
+        seen: list[str] = []
         with pytest.raises((httpx2.RemoteProtocolError, httpx2.ReadError)):
             seen.extend(r.custom_id for r in client.messages.batches.results(batch.id))
         sim.state.configure(cut_results_share=0.0)

@@ -13,10 +13,11 @@ import httpx
 import pytest
 from sqlalchemy import select
 
+from orchestrator.domain.states import BatchStatus, ItemStatus, ResultType
 from orchestrator.simulator import SimulatorServer
 from orchestrator.steps import StepContext, plan, submit
 from orchestrator.steps.context import utcnow
-from orchestrator.store.tables import BatchStatus, Item
+from orchestrator.store.tables import Item
 from tests.integration.conftest import MakeCtx, ledger, new_job, run_job, wait_until, write_job
 
 ITEMS = 60
@@ -46,9 +47,9 @@ def test_cancel_mid_flight_keeps_answers_and_retries_nothing(
     assert report.job.status.value == "canceled"
     assert report.batches == {"ingested": 2}  # the planned one is gone, never created
     assert set(report.items) == {"succeeded", "canceled"}
-    assert report.items["succeeded"] >= 1  # in-flight requests that finished are kept
-    assert report.items["canceled"] >= ITEMS // 3
-    assert report.results.get("errored", 0) >= 1  # errored in flight, yet not retried
+    assert report.items[ItemStatus.SUCCEEDED] >= 1  # in-flight requests that finished are kept
+    assert report.items[ItemStatus.CANCELED] >= ITEMS // 3
+    assert report.results.get(ResultType.ERRORED, 0) >= 1  # errored in flight, yet not retried
     book = ledger(sim)
     assert len(book["batches"]) == 2
     assert book["calls"]["cancel"] == 2  # one cancel per running batch
@@ -67,7 +68,7 @@ def test_cancel_mid_flight_keeps_answers_and_retries_nothing(
             select(Item.status, Item.custom_id).where(Item.job_id == job_id)
         ).all()
     assert not [r for r in unsent if r.custom_id in sent and r.status == "pending"]
-    assert ctx.store.get_job(str(job_id)).status.value == "canceled"
+    assert ctx.store.get_job(job_id).status.value == "canceled"
     assert never_sent.id not in {b.id for b in ctx.store.batches(list(BatchStatus), job_id)}
 
 

@@ -12,19 +12,19 @@ from __future__ import annotations
 import threading
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 from sqlalchemy import update
 
+from orchestrator.domain.states import BatchStatus, ItemStatus, ResultType
 from orchestrator.simulator import SimulatorServer
 from orchestrator.steps import StepContext, plan, poll, recover, run_cycle, submit
 from orchestrator.steps.context import utcnow
 from orchestrator.steps.ingest import ingest_batch
 from orchestrator.store.queries import Store
-from orchestrator.store.records import Lease, RemoteState, Resolution
-from orchestrator.store.tables import Batch, BatchStatus, ItemStatus
+from orchestrator.store.records import Lease, RemoteState, Resolution, ResultRow
+from orchestrator.store.tables import Batch
 from tests.integration.conftest import (
     MakeCtx,
     assert_job_complete,
@@ -222,13 +222,13 @@ def test_stale_lease_holder_is_fenced(
         before = b.store.job_report(job_id)
         assert before.items == {"succeeded": ITEMS}
 
-        row: dict[str, Any] = {
-            "batch_id": batch_id,
-            "item_id": 1,
-            "custom_id": "stale-1-1",
-            "attempt": 1,
-            "result_type": "expired",
-        }
+        row = ResultRow(
+            batch_id=batch_id,
+            item_id=1,
+            custom_id="stale-1-1",
+            attempt=1,
+            result_type=ResultType.EXPIRED,
+        )
         assert a.store.heartbeat(stale, now, 30) is False
         assert a.store.upsert_results(stale, [row], []) is False
         wipe = [Resolution(1, ItemStatus.PENDING, None, "x", "stale write")]

@@ -17,10 +17,11 @@ import httpx
 import pytest
 from sqlalchemy import select
 
+from orchestrator.domain.states import BatchStatus
 from orchestrator.simulator import SimulatorServer
 from orchestrator.steps import StepContext, plan, poll, run_cycle, submit
 from orchestrator.steps.context import MAX_SHORT_DOWNLOADS, utcnow
-from orchestrator.store.tables import ApiBackoff, BatchStatus, Quarantine
+from orchestrator.store.tables import ApiBackoff, Quarantine
 from tests.integration.conftest import (
     MakeCtx,
     assert_job_complete,
@@ -91,7 +92,7 @@ def test_cut_results_stream_is_downloaded_again(
 
         def cut_twice() -> bool:
             run_cycle(ctx)
-            return ledger(sim)["calls"].get("results", 0) >= 2
+            return int(ledger(sim)["calls"].get("results", 0)) >= 2
 
         wait_until(cut_twice, "two cut downloads")
         [batch] = ctx.store.batches([BatchStatus.ENDED])

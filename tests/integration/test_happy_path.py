@@ -8,8 +8,10 @@ from pathlib import Path
 
 from sqlalchemy import select
 
+from orchestrator.domain.states import ItemStatus
 from orchestrator.simulator import SimulatorServer
 from orchestrator.steps import StepContext
+from orchestrator.steps.jobs import resolve_job
 from orchestrator.store.tables import Item, Result
 from tests.integration.conftest import (
     assert_job_complete,
@@ -39,7 +41,7 @@ def test_mixed_outcomes_retry_only_what_may_succeed(
 
     rows = assert_job_complete(ctx, job_id)
     assert_no_double_spend(ctx, sim, job_id)
-    assert report.items["succeeded"] > ITEMS * 0.9
+    assert report.items[ItemStatus.SUCCEEDED] > ITEMS * 0.9
     assert report.retried_items > 0
     by_key = {r["key"]: r for r in rows}
     with ctx.store.engine.connect() as conn:
@@ -82,7 +84,7 @@ def test_response_cache_answers_a_second_job_without_sending(
 
     rows = assert_job_complete(ctx, second)
     assert report.items == {"succeeded": 30}
-    assert ctx.store.get_job("second").cache_hits == 30
+    assert resolve_job(ctx.store, "second").cache_hits == 30
     assert all(r["cached"] and r["cost_usd"] == 0 and r["text"] for r in rows)
     assert len(ledger(sim)["batches"]) == batches_before  # nothing sent, nothing paid
 

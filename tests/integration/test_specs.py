@@ -1,4 +1,4 @@
-"""Recording a job from its spec, on SQLite and PostgreSQL (design §5.4): a rejected
+"""Recording a job from its spec, on SQLite and PostgreSQL (README, guarantee 4): a rejected
 spec leaves nothing half-written; the same spec again resumes its job; another
 spec under a name in use is refused.
 """
@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 from orchestrator.errors import BudgetExceededError, JobConflictError, SpecError
 from orchestrator.steps import StepContext
 from orchestrator.steps.context import utcnow
-from orchestrator.steps.jobs import submit_spec
+from orchestrator.steps.jobs import resolve_job, submit_spec
 from orchestrator.store.tables import Item, Job
 from tests.integration.conftest import write_job
 
@@ -97,3 +97,21 @@ def test_same_spec_resumes_and_another_spec_under_its_name_is_refused(
     with pytest.raises(JobConflictError, match="once"):
         _submit(ctx, spec)
     assert _rows_in_store(ctx) == (1, 20)
+
+
+def test_an_all_digit_job_name_resubmits_idempotently(ctx: StepContext, tmp_path: Path) -> None:
+    """A job named like another job's id is a name: resubmitting it resumes it (it once
+    matched the other job by id and was refused as a conflicting spec)."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    first_id, _ = _submit(ctx, write_job(tmp_path / "a", "first", 3))
+    digits = write_job(tmp_path / "b", str(first_id), 4)
+    digits_id, created = _submit(ctx, digits)
+    assert created
+    assert digits_id != first_id
+    assert _submit(ctx, digits) == (digits_id, False)
+    assert _submit(ctx, digits) == (digits_id, False)
+    assert resolve_job(ctx.store, str(first_id)).id == digits_id  # the name wins
+    assert resolve_job(ctx.store, "first").id == first_id
+    assert resolve_job(ctx.store, str(digits_id)).id == digits_id  # no such name: an id
+    assert _rows_in_store(ctx) == (2, 7)

@@ -49,7 +49,7 @@ class FixedRandom(random.Random):
     ],
 )
 def test_is_retryable_status(status: int, should_retry: str | None, expected: bool) -> None:
-    assert retry.is_retryable_status(status, should_retry) is expected
+    assert retry.is_retryable_status(status, retry.parse_should_retry(should_retry)) is expected
 
 
 @pytest.mark.parametrize(
@@ -73,7 +73,9 @@ def test_is_retryable_status(status: int, should_retry: str | None, expected: bo
 def test_create_status_policy(
     status: int, should_retry: str | None, may_retry: bool, unknown: bool
 ) -> None:
-    assert retry.create_may_retry_status(status, should_retry) is may_retry
+    assert (
+        retry.create_may_retry_status(status, retry.parse_should_retry(should_retry)) is may_retry
+    )
     assert retry.create_outcome_unknown(status) is unknown
 
 

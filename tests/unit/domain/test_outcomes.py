@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import pytest
 
-from orchestrator.domain.outcomes import RETRYABLE_ERROR_TYPES, Outcome, decide, decide_missing
+from orchestrator.domain.outcomes import RETRYABLE_ERROR_TYPES, decide, decide_missing
+from orchestrator.domain.states import Outcome, ResultType
 
 S, R, F, C = Outcome.SUCCEEDED, Outcome.RETRY, Outcome.FAILED, Outcome.CANCELED
 
@@ -41,7 +44,7 @@ S, R, F, C = Outcome.SUCCEEDED, Outcome.RETRY, Outcome.FAILED, Outcome.CANCELED
 def test_decide(
     result_type: str, error_type: str | None, attempt: int, max_attempts: int, expected: Outcome
 ) -> None:
-    assert decide(result_type, error_type, attempt, max_attempts) is expected
+    assert decide(ResultType(result_type), error_type, attempt, max_attempts) is expected
 
 
 @pytest.mark.parametrize(
@@ -58,7 +61,9 @@ def test_decide(
 def test_a_user_cancel_stops_retries_but_keeps_real_outcomes(
     result_type: str, error_type: str | None, attempt: int, expected: Outcome
 ) -> None:
-    assert decide(result_type, error_type, attempt, 3, canceled_by_user=True) is expected
+    assert (
+        decide(ResultType(result_type), error_type, attempt, 3, canceled_by_user=True) is expected
+    )
 
 
 @pytest.mark.parametrize(("attempt", "expected"), [(1, R), (2, R), (3, F)])
@@ -68,8 +73,8 @@ def test_a_missing_result_is_treated_like_expired(attempt: int, expected: Outcom
 
 
 def test_unknown_result_type_is_an_error() -> None:
-    with pytest.raises(ValueError, match="unknown result type 'pending'"):
-        decide("pending", None, 1, 3)
+    with pytest.raises(ValueError, match="'pending' is not a valid ResultType"):
+        decide(cast(ResultType, "pending"), None, 1, 3)
 
 
 def test_retryable_types_are_the_server_side_ones() -> None:

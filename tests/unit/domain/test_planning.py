@@ -5,18 +5,16 @@ from __future__ import annotations
 import orjson
 import pytest
 
+from orchestrator.domain.contract import ENVELOPE_OVERHEAD, body_size
 from orchestrator.domain.planning import (
     CUSTOM_ID_PATTERN,
-    ENVELOPE_OVERHEAD,
     BatchPlanner,
     CustomIdParts,
     PlannedBatch,
     RequestTooLargeForBatch,
-    body_size,
     create_body,
     make_custom_id,
     parse_custom_id,
-    plan,
     request_bytes,
 )
 from orchestrator.errors import SpecError
@@ -28,8 +26,17 @@ def lines_for(count: int, params: bytes = PARAMS) -> list[bytes]:
     return [request_bytes(make_custom_id("t", n, 1), params) for n in range(1, count + 1)]
 
 
+def plan(sizes: list[tuple[int, int]], max_requests: int, max_bytes: int) -> list[PlannedBatch]:
+    """Every batch the planner closes for these (request id, line size) pairs, as the
+    plan step feeds it."""
+    planner = BatchPlanner(max_requests, max_bytes)
+    batches = [b for rid, size in sizes if (b := planner.add(rid, size)) is not None]
+    last = planner.finish()
+    return batches if last is None else [*batches, last]
+
+
 def planned(lines: list[bytes], max_requests: int, max_bytes: int) -> list[PlannedBatch]:
-    return list(plan(enumerate(map(len, lines)), max_requests, max_bytes))
+    return plan(list(enumerate(map(len, lines))), max_requests, max_bytes)
 
 
 def bodies(lines: list[bytes], batches: list[PlannedBatch]) -> list[bytes]:
@@ -129,7 +136,7 @@ def test_planner_add_returns_the_closed_batch_and_finish_the_rest() -> None:
 
 
 def test_plan_of_nothing_is_no_batches() -> None:
-    assert list(plan([], 10, 1000)) == []
+    assert plan([], 10, 1000) == []
 
 
 # --- custom_id ---------------------------------------------------------------------------

@@ -126,20 +126,6 @@ def test_approx_input_tokens_is_a_quarter_of_the_bytes_rounded_up(size: int, tok
     assert approx_input_tokens(b"x" * size) == tokens
 
 
-def test_usage_from_the_api_shape() -> None:
-    usage = UsageCounts.from_usage(
-        {
-            "input_tokens": 10,
-            "output_tokens": 5,
-            "cache_creation_input_tokens": 7,
-            "cache_read_input_tokens": None,
-            "cache_creation": {"ephemeral_5m_input_tokens": 3, "ephemeral_1h_input_tokens": 4},
-            "inference_geo": "us",
-        }
-    )
-    assert usage == UsageCounts(10, 5, 7, 0, 3, 4, "us")
-
-
 def test_a_malformed_price_table_is_a_config_error(tmp_path: Path) -> None:
     path = tmp_path / "prices.json"
     path.write_text(json.dumps({"as_of": "x", "batch_discount": 0.5, "prices": [{"models": []}]}))

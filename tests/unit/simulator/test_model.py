@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -77,7 +78,7 @@ def _satisfies(value: object, schema: dict[str, Any]) -> bool:
     if "enum" in schema:
         return value in schema["enum"]
     kind = schema.get("type", "object")
-    checks = {
+    checks: dict[str, Callable[[Any], bool]] = {
         "string": lambda v: isinstance(v, str) and len(v) >= schema.get("minLength", 0),
         "integer": lambda v: (
             isinstance(v, int) and schema.get("minimum", v) <= v <= schema.get("maximum", v)

@@ -1,0 +1,291 @@
+"""The batch aggregate: claims and leases, the create's transitions, reconciliation, polling.
+
+Claims use ``FOR UPDATE SKIP LOCKED`` on PostgreSQL. SQLite does not render it,
+and doesn't need it: every transaction there starts with ``BEGIN IMMEDIATE``,
+which serializes writers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import delete, or_, select, update
+from sqlalchemy.exc import IntegrityError
+
+from orchestrator.domain.states import (
+    CREATE_IN_FLIGHT,
+    OPEN_REMOTE_BATCH_STATUSES,
+    BatchStatus,
+    ItemStatus,
+)
+from orchestrator.store._sql import StoreBase, batch_record, count, held, lease_free
+from orchestrator.store.records import BatchRecord, Lease, RemoteState, RequestLine
+from orchestrator.store.tables import Batch, BatchRequest, Item
+
+#: Requests read per transaction while a create body streams out.
+REQUEST_PAGE_ROWS = 1000
+
+
+class BatchOps(StoreBase):
+    # -- claims and leases -----------------------------------------------------------
+
+    def claim_batches(
+        self,
+        statuses: Iterable[BatchStatus],
+        owner: str,
+        now: datetime,
+        ttl_s: float,
+        limit: int = 10,
+    ) -> list[Lease]:
+        """Lease up to ``limit`` batches in ``statuses`` that are free and due."""
+        with self._tx() as s:
+            candidates = (
+                select(Batch.id)
+                .where(
+                    Batch.status.in_(list(statuses)),
+                    lease_free(Batch, now),
+                    or_(Batch.next_attempt_at.is_(None), Batch.next_attempt_at <= now),
+                )
+                .order_by(Batch.id)
+                .limit(limit)
+                .with_for_update(skip_locked=True)
+            )
+            rows = s.execute(
+                update(Batch)
+                .where(Batch.id.in_(candidates))
+                .values(
+                    lease_owner=owner,
+                    lease_expires_at=now + timedelta(seconds=ttl_s),
+                    lease_version=Batch.lease_version + 1,
+                )
+                .returning(Batch.id, Batch.lease_version)
+            ).all()
+            return [Lease(int(r[0]), owner, int(r[1])) for r in sorted(rows)]
+
+    def heartbeat(self, lease: Lease, now: datetime, ttl_s: float) -> bool:
+        """Extend a batch lease; False means it was taken over and work must stop."""
+        with self._tx() as s:
+            res = s.execute(
+                update(Batch)
+                .where(held(Batch, lease))
+                .values(lease_expires_at=now + timedelta(seconds=ttl_s))
+            )
+            return count(res) == 1
+
+    def release_batch(self, lease: Lease) -> None:
+        with self._tx() as s:
+            s.execute(
+                update(Batch)
+                .where(held(Batch, lease))
+                .values(lease_owner=None, lease_expires_at=None)
+            )
+
+    def holds_batch(self, lease: Lease) -> bool:
+        with self._tx() as s:
+            return s.execute(select(Batch.id).where(held(Batch, lease))).first() is not None
+
+    # -- reading -----------------------------------------------------------------------
+
+    def get_batch(self, batch_id: int) -> BatchRecord:
+        with self._tx() as s:
+            return batch_record(s.get_one(Batch, batch_id))
+
+    def batches(
+        self, statuses: Iterable[BatchStatus], job_id: int | None = None
+    ) -> list[BatchRecord]:
+        with self._tx() as s:
+            query = select(Batch).where(Batch.status.in_(list(statuses))).order_by(Batch.id)
+            if job_id is not None:
+                query = query.where(Batch.job_id == job_id)
+            return [batch_record(b) for b in s.execute(query).scalars()]
+
+    def owned_remote_ids(self) -> dict[str, int]:
+        """Every remote batch id this store knows, with its job id."""
+        with self._tx() as s:
+            rows = s.execute(
+                select(Batch.remote_id, Batch.job_id).where(Batch.remote_id.is_not(None))
+            )
+            return {str(r[0]): int(r[1]) for r in rows}
+
+    def request_lines(self, batch_id: int) -> Iterator[RequestLine]:
+        """A batch's requests in order, read in short keyset pages (flat memory)."""
+        after = 0
+        while True:
+            with self._tx() as s:
+                rows = s.execute(
+                    select(BatchRequest.id, BatchRequest.custom_id, Item.params)
+                    .join(Item, Item.id == BatchRequest.item_id)
+                    .where(BatchRequest.batch_id == batch_id, BatchRequest.id > after)
+                    .order_by(BatchRequest.id)
+                    .limit(REQUEST_PAGE_ROWS)
+                ).all()
+            if not rows:
+                return
+            for row in rows:
+                yield RequestLine(row.custom_id, row.params)
+            after = rows[-1].id
+
+    # -- the create ----------------------------------------------------------------------
+
+    def mark_creating(self, lease: Lease, now: datetime) -> bool:
+        """Commit the intent to create BEFORE the POST (crash safety).
+
+        False when the lease was lost, or the job already has a create in flight
+        (one at a time per job keeps reconciliation unambiguous).
+        """
+        try:
+            with self._tx() as s:
+                res = s.execute(
+                    update(Batch)
+                    .where(held(Batch, lease), Batch.status == BatchStatus.PLANNED)
+                    .values(status=BatchStatus.CREATING, intent_at=now, updated_at=now)
+                )
+                return count(res) == 1
+        except IntegrityError:
+            return False
+
+    def record_created(self, lease: Lease, remote: RemoteState, now: datetime) -> bool:
+        """The create (or its reconciliation) named the remote batch: record it."""
+        with self._tx() as s:
+            res = s.execute(
+                update(Batch)
+                .where(held(Batch, lease), Batch.status.in_(CREATE_IN_FLIGHT))
+                .values(
+                    remote_id=remote.remote_id,
+                    submitted_at=now,
+                    last_error=None,
+                    updated_at=now,
+                    **_remote_fields(remote),
+                )
+            )
+            return count(res) == 1
+
+    def mark_unknown(self, lease: Lease, error: str, now: datetime) -> bool:
+        return self._set_batch(
+            lease,
+            (BatchStatus.CREATING,),
+            status=BatchStatus.UNKNOWN,
+            last_error=error,
+            updated_at=now,
+        )
+
+    def return_to_planned(
+        self, lease: Lease, error: str, retry_at: datetime, now: datetime
+    ) -> bool:
+        """A create that provably made nothing goes back to ``planned``, due at ``retry_at``.
+
+        False (nothing changed) when a cancel was requested meanwhile: such a batch
+        must not be sent again (see :meth:`drop_canceled_create`).
+        """
+        with self._tx() as s:
+            res = s.execute(
+                update(Batch)
+                .where(
+                    held(Batch, lease),
+                    Batch.status.in_(CREATE_IN_FLIGHT),
+                    Batch.cancel_requested.is_(False),
+                )
+                .values(
+                    status=BatchStatus.PLANNED,
+                    intent_at=None,
+                    last_error=error,
+                    next_attempt_at=retry_at,
+                    updated_at=now,
+                )
+            )
+            return count(res) == 1
+
+    def drop_canceled_create(self, lease: Lease, now: datetime) -> bool:
+        """Delete a create that made nothing and was canceled; its items are canceled."""
+        with self._tx() as s:
+            dropped = s.execute(
+                select(Batch.id)
+                .where(
+                    held(Batch, lease),
+                    Batch.status.in_(CREATE_IN_FLIGHT),
+                    Batch.cancel_requested.is_(True),
+                )
+                .with_for_update()
+            ).first()
+            if dropped is None:
+                return False
+            s.execute(
+                update(Item)
+                .where(Item.batch_id == lease.row_id, Item.status == ItemStatus.QUEUED)
+                .values(status=ItemStatus.CANCELED, batch_id=None, updated_at=now)
+            )
+            s.execute(delete(Batch).where(Batch.id == lease.row_id))
+            return True
+
+    def mark_rejected(self, lease: Lease, error_type: str, message: str, now: datetime) -> bool:
+        """The API refused the create for good: its items fail with the API's reason."""
+        with self._tx() as s:
+            res = s.execute(
+                update(Batch)
+                .where(held(Batch, lease), Batch.status == BatchStatus.CREATING)
+                .values(status=BatchStatus.REJECTED, last_error=message, updated_at=now)
+            )
+            if count(res) != 1:
+                return False
+            s.execute(
+                update(Item)
+                .where(Item.batch_id == lease.row_id, Item.status == ItemStatus.QUEUED)
+                .values(
+                    status=ItemStatus.FAILED,
+                    error_type=error_type,
+                    error_message=message,
+                    updated_at=now,
+                )
+            )
+            return True
+
+    def abandoned_creates(self, now: datetime) -> int:
+        """Creates whose worker died mid-call become ``unknown`` (to be reconciled).
+
+        A lease that expired means the worker died; a lease already released means
+        an exception unwound the submit step after the POST (its ``finally``
+        released the batch without recording the outcome). Either way nobody is
+        working on the create any more.
+        """
+        with self._tx() as s:
+            res = s.execute(
+                update(Batch)
+                .where(Batch.status == BatchStatus.CREATING, lease_free(Batch, now))
+                .values(
+                    status=BatchStatus.UNKNOWN,
+                    lease_owner=None,
+                    lease_expires_at=None,
+                    last_error="the worker stopped during the create",
+                    updated_at=now,
+                )
+            )
+            return count(res)
+
+    # -- poll ----------------------------------------------------------------------------
+
+    def update_remote_state(self, batch_id: int, remote: RemoteState, now: datetime) -> bool:
+        """Apply what the API reports about an open batch."""
+        with self._tx() as s:
+            res = s.execute(
+                update(Batch)
+                .where(Batch.id == batch_id, Batch.status.in_(OPEN_REMOTE_BATCH_STATUSES))
+                .values(updated_at=now, **_remote_fields(remote))
+            )
+            return count(res) == 1
+
+
+def _remote_fields(remote: RemoteState) -> dict[str, Any]:
+    return {
+        "status": remote.status,
+        "processing_status": remote.processing_status,
+        "remote_created_at": remote.created_at,
+        "expires_at": remote.expires_at,
+        "ended_at": remote.ended_at,
+        "results_url": remote.results_url,
+        "succeeded_count": remote.succeeded,
+        "errored_count": remote.errored,
+        "canceled_count": remote.canceled,
+        "expired_count": remote.expired,
+    }

@@ -1,0 +1,191 @@
+"""The job aggregate: recording a job with its items, finding it, finishing and canceling it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, func, insert, or_, select, update
+from sqlalchemy.orm import Session
+
+from orchestrator.chunking import chunked
+from orchestrator.domain.states import (
+    CREATE_IN_FLIGHT,
+    OPEN_REMOTE_BATCH_STATUSES,
+    TERMINAL_ITEM_STATUSES,
+    BatchStatus,
+    ItemStatus,
+    JobStatus,
+)
+from orchestrator.errors import JobNotFoundError, SpecError
+from orchestrator.store._sql import StoreBase, count, job_record
+from orchestrator.store.records import ItemLike, JobRecord, NewJob
+from orchestrator.store.tables import Batch, Item, Job
+
+ITEM_CHUNK_ROWS = 1000
+
+
+class JobOps(StoreBase):
+    def get_job(self, job_id: int) -> JobRecord:
+        """The job with this id; ``JobNotFoundError`` if there is none."""
+        job = self.find_job_by_id(job_id)
+        if job is None:
+            raise JobNotFoundError(f"no job with id {job_id} in this store")
+        return job
+
+    def find_job_by_id(self, job_id: int) -> JobRecord | None:
+        with self._tx() as s:
+            row = s.get(Job, job_id)
+            return job_record(row) if row else None
+
+    def find_job_by_name(self, name: str) -> JobRecord | None:
+        with self._tx() as s:
+            row = s.execute(select(Job).where(Job.name == name)).scalar_one_or_none()
+            return job_record(row) if row else None
+
+    def list_jobs(self, statuses: Sequence[JobStatus] | None = None) -> list[JobRecord]:
+        with self._tx() as s:
+            query = select(Job).order_by(Job.id)
+            if statuses:
+                query = query.where(Job.status.in_(statuses))
+            return [job_record(row) for row in s.execute(query).scalars()]
+
+    def job_of_batch(self, batch_id: int) -> JobRecord:
+        with self._tx() as s:
+            job = s.execute(
+                select(Job).join(Batch, Batch.job_id == Job.id).where(Batch.id == batch_id)
+            ).scalar_one()
+            return job_record(job)
+
+    def create_job(
+        self,
+        new: NewJob,
+        items: Iterable[ItemLike],
+        *,
+        before_commit: Callable[[int], None] | None = None,
+        now: datetime,
+    ) -> JobRecord:
+        """Record a job and all its items in ONE transaction.
+
+        A bad row, a duplicate key or ``before_commit`` (given the item count)
+        raising rolls everything back: a rejected spec leaves nothing half-written.
+        """
+        with self._tx() as s:
+            job = Job(
+                status=JobStatus.ACTIVE, created_at=now, updated_at=now, **_new_job_fields(new)
+            )
+            s.add(job)
+            s.flush()
+            total = 0
+            for chunk in chunked(items, ITEM_CHUNK_ROWS):
+                _check_duplicate_keys(s, job.id, chunk, new.spec_path)
+                s.execute(insert(Item), [_item_row(job.id, it, now) for it in chunk])
+                total += len(chunk)
+            if before_commit is not None:
+                before_commit(total)
+            job.items_total = total
+            s.flush()
+            return job_record(job)
+
+    def active_job_ids(self) -> list[int]:
+        with self._tx() as s:
+            return list(s.execute(select(Job.id).where(Job.status == JobStatus.ACTIVE)).scalars())
+
+    def finish_job_if_done(self, job_id: int, now: datetime) -> bool:
+        """Mark an active job done once no item is left that is not terminal."""
+        with self._tx() as s:
+            open_items = s.execute(
+                select(func.count())
+                .select_from(Item)
+                .where(Item.job_id == job_id, Item.status.not_in(TERMINAL_ITEM_STATUSES))
+            ).scalar_one()
+            if open_items:
+                return False
+            done = s.execute(
+                update(Job)
+                .where(Job.id == job_id, Job.status == JobStatus.ACTIVE)
+                .values(status=JobStatus.DONE, finished_at=now, updated_at=now)
+            )
+            return count(done) == 1
+
+    def cancel_job(self, job_id: int, now: datetime) -> int:
+        """Cancel a job: nothing new is sent, in-flight batches get a cancel request.
+
+        Returns how many batches will be asked to cancel (creates in flight included).
+        """
+        with self._tx() as s:
+            s.execute(
+                update(Job)
+                .where(Job.id == job_id, Job.status == JobStatus.ACTIVE)
+                .values(status=JobStatus.CANCELED, canceled_at=now, updated_at=now)
+            )
+            planned = select(Batch.id).where(
+                Batch.job_id == job_id, Batch.status == BatchStatus.PLANNED
+            )
+            s.execute(
+                update(Item)
+                .where(
+                    Item.job_id == job_id,
+                    or_(Item.status == ItemStatus.PENDING, Item.batch_id.in_(planned)),
+                )
+                .values(status=ItemStatus.CANCELED, batch_id=None, updated_at=now)
+            )
+            s.execute(delete(Batch).where(Batch.id.in_(planned)))
+            flagged = s.execute(
+                update(Batch)
+                .where(
+                    Batch.job_id == job_id,
+                    Batch.status.in_(CREATE_IN_FLIGHT | OPEN_REMOTE_BATCH_STATUSES),
+                )
+                .values(cancel_requested=True, updated_at=now)
+            )
+            return count(flagged)
+
+
+def _check_duplicate_keys(s: Session, job_id: int, chunk: list[ItemLike], where: str) -> None:
+    seen: dict[str, int] = {}
+    for item in chunk:
+        if item.key in seen:
+            raise SpecError(
+                f"duplicate key {item.key!r} (first seen on line {seen[item.key]})",
+                location=f"{where}: input line {item.line}",
+            )
+        seen[item.key] = item.line
+    clash = s.execute(
+        select(Item.key).where(Item.job_id == job_id, Item.key.in_(list(seen))).limit(1)
+    ).scalar_one_or_none()
+    if clash is not None:
+        raise SpecError(
+            f"duplicate key {clash!r} (already used by an earlier row)",
+            location=f"{where}: input line {seen[clash]}",
+        )
+
+
+def _item_row(job_id: int, item: ItemLike, now: datetime) -> dict[str, Any]:
+    return {
+        "job_id": job_id,
+        "ordinal": item.ordinal,
+        "key": item.key,
+        "params": item.params_json,
+        "params_hash": item.params_hash,
+        "status": ItemStatus.PENDING,
+        "attempts": 0,
+        "updated_at": now,
+    }
+
+
+def _new_job_fields(new: NewJob) -> dict[str, Any]:
+    return {
+        "name": new.name,
+        "content_hash": new.content_hash,
+        "spec_path": new.spec_path,
+        "spec": new.spec,
+        "max_attempts": new.max_attempts,
+        "max_requests": new.max_requests,
+        "max_bytes": new.max_bytes,
+        "use_cache": new.use_cache,
+        "budget_usd": new.budget_usd,
+        "schedule": new.schedule,
+        "api_version": new.api_version,
+    }

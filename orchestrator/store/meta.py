@@ -1,0 +1,49 @@
+"""Store-wide facts: the tag that prefixes every custom_id, and the shared API back-off."""
+
+from __future__ import annotations
+
+import secrets
+import string
+from datetime import datetime
+
+from sqlalchemy import select
+
+from orchestrator.store._sql import StoreBase
+from orchestrator.store.tables import ApiBackoff, Meta
+
+STORE_TAG_CHARS = string.ascii_lowercase + string.digits
+STORE_TAG_LEN = 6
+
+
+class MetaOps(StoreBase):
+    def store_tag(self) -> str:
+        """A short random tag, made once per store, that prefixes every custom_id.
+
+        It proves a result line is ours: batches created by another store or tool
+        in the same workspace carry other custom_ids.
+        """
+        if self._tag is None:
+            with self._tx() as s:
+                tag = "".join(secrets.choice(STORE_TAG_CHARS) for _ in range(STORE_TAG_LEN))
+                stmt = self._insert(Meta).values(key="store_tag", value=tag)
+                s.execute(stmt.on_conflict_do_nothing(index_elements=["key"]))
+                self._tag = s.execute(
+                    select(Meta.value).where(Meta.key == "store_tag")
+                ).scalar_one()
+        return self._tag
+
+    def backoff_until(self, scope: str) -> datetime | None:
+        with self._tx() as s:
+            return s.execute(
+                select(ApiBackoff.backoff_until).where(ApiBackoff.scope == scope)
+            ).scalar_one_or_none()
+
+    def set_backoff(self, scope: str, until: datetime, reason: str) -> None:
+        """Make every daemon on this store wait until ``until`` before calling the API."""
+        with self._tx() as s:
+            stmt = self._insert(ApiBackoff).values(scope=scope, backoff_until=until, reason=reason)
+            s.execute(
+                stmt.on_conflict_do_update(
+                    index_elements=["scope"], set_={"backoff_until": until, "reason": reason}
+                )
+            )

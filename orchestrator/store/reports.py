@@ -1,0 +1,87 @@
+"""Read-only views of a job for people: its report, and its final results for export."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from sqlalchemy import func, select, text
+
+from orchestrator.domain.states import BatchStatus, ItemStatus, ResultType
+from orchestrator.store._sql import StoreBase, job_record
+from orchestrator.store.records import JobReport
+from orchestrator.store.tables import Batch, Item, Job, Quarantine, Result
+
+#: Rows of ``final_results`` read per transaction while exporting.
+EXPORT_PAGE_ROWS = 1000
+
+
+class ReportOps(StoreBase):
+    def job_report(self, job_id: int) -> JobReport:
+        with self._tx() as s:
+            job = job_record(s.get_one(Job, job_id))
+            items = s.execute(
+                select(Item.status, func.count()).where(Item.job_id == job_id).group_by(Item.status)
+            ).all()
+            batches = s.execute(
+                select(Batch.status, func.count())
+                .where(Batch.job_id == job_id)
+                .group_by(Batch.status)
+            ).all()
+            results = s.execute(
+                select(Result.result_type, func.count())
+                .join(Batch, Batch.id == Result.batch_id)
+                .where(Batch.job_id == job_id)
+                .group_by(Result.result_type)
+            ).all()
+            cost, tin, tout = s.execute(
+                select(
+                    func.coalesce(func.sum(Result.cost_usd), 0.0),
+                    func.coalesce(func.sum(Result.input_tokens), 0),
+                    func.coalesce(func.sum(Result.output_tokens), 0),
+                )
+                .join(Batch, Batch.id == Result.batch_id)
+                .where(Batch.job_id == job_id)
+            ).one()
+            retried = s.execute(
+                select(func.count()).where(Item.job_id == job_id, Item.attempts > 1)
+            ).scalar_one()
+            quarantined = s.execute(
+                select(func.count())
+                .select_from(Quarantine)
+                .join(Batch, Batch.id == Quarantine.batch_id)
+                .where(Batch.job_id == job_id)
+            ).scalar_one()
+            return JobReport(
+                job=job,
+                items={ItemStatus(k): int(v) for k, v in items},
+                batches={BatchStatus(k): int(v) for k, v in batches},
+                results={ResultType(k): int(v) for k, v in results},
+                retried_items=int(retried),
+                cost_usd=float(cost or 0.0),
+                input_tokens=int(tin or 0),
+                output_tokens=int(tout or 0),
+                quarantined=int(quarantined),
+            )
+
+    def final_results(self, job_id: int) -> Iterator[dict[str, Any]]:
+        """Rows of the ``final_results`` view for a job, streamed in ordinal order."""
+        after = -1
+        while True:
+            with self._tx() as s:
+                rows = (
+                    s.execute(
+                        text(
+                            "SELECT * FROM final_results WHERE job_id = :job AND ordinal > :after "
+                            "ORDER BY ordinal LIMIT :n"
+                        ),
+                        {"job": job_id, "after": after, "n": EXPORT_PAGE_ROWS},
+                    )
+                    .mappings()
+                    .all()
+                )
+            if not rows:
+                return
+            for row in rows:
+                yield dict(row)
+            after = int(rows[-1]["ordinal"])
