@@ -1,14 +1,16 @@
 """The ``orchestrator`` command line: thin; parses, calls the steps, renders.
 
 Every error the orchestrator raises on purpose is printed as one line naming
-what to fix (exit 2 for bad input or configuration, 1 otherwise); anything else
-is a bug and shows its traceback.
+what to fix; anything else is a bug and shows its traceback. Exit codes
+(:class:`ExitCode`) are part of the contract and documented in the README.
 """
 
 from __future__ import annotations
 
-import logging
 import sys
+from enum import IntEnum
+from importlib.metadata import PackageNotFoundError, version
+from itertools import islice
 from pathlib import Path
 from typing import Annotated
 
@@ -18,14 +20,35 @@ from rich.table import Table
 
 from orchestrator import export as exporter
 from orchestrator.domain.pricing import PriceTable
-from orchestrator.domain.states import ItemStatus
-from orchestrator.errors import ConfigError, OrchestratorError, SpecError, StoreError
+from orchestrator.domain.states import ItemStatus, JobStatus
+from orchestrator.errors import (
+    ConfigError,
+    OrchestratorError,
+    SpecError,
+    UsageError,
+)
+from orchestrator.logs import configure_logging
 from orchestrator.progress import JobProgress, print_summary
 from orchestrator.runner import drive, make_client, open_store, step_context
 from orchestrator.settings import Settings, load_settings
 from orchestrator.steps.context import utcnow
 from orchestrator.steps.jobs import resolve_job, submit_spec
+from orchestrator.steps.poll import cancel_now
+from orchestrator.steps.waiting import waiting_reason
+from orchestrator.store import bootstrap
 from orchestrator.store import engine as store_engine
+from orchestrator.store.records import JobReport
+
+
+class ExitCode(IntEnum):
+    """What ``orchestrator`` returns; scripts may rely on these."""
+
+    OK = 0  #: Done; for ``run``: every item succeeded.
+    ERROR = 1  #: Could not proceed (API refused, store unavailable, API unreachable...).
+    USAGE = 2  #: Bad input or configuration: a spec, a setting, an option.
+    NOT_ALL_SUCCEEDED = 3  #: ``run``: the job ended, but some items failed or were canceled.
+    INTERRUPTED = 130  #: Ctrl-C: run the same command again to resume.
+
 
 app = typer.Typer(
     help="Run bulk Claude work through the Message Batches API, with every answer in SQL.",
@@ -35,31 +58,61 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="The job store's schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
-console = Console()
-err_console = Console(stderr=True)
+console = Console(soft_wrap=True)
+err_console = Console(stderr=True, soft_wrap=True)
 
 SpecArg = Annotated[Path, typer.Argument(help="The job spec (TOML).", show_default=False)]
-JobArg = Annotated[str, typer.Argument(help="A job id or name.", show_default=False)]
+JobArg = Annotated[str, typer.Argument(help="A job name (or id).", show_default=False)]
 
 
-def _settings() -> Settings:
+def _version() -> str:
+    try:
+        return version("batch-orchestrator")
+    except PackageNotFoundError:  # imported from a checkout that was never installed
+        return "unknown (not installed)"
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        console.print(f"orchestrator {_version()}", highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    show_version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version."
+        ),
+    ] = False,
+) -> None:
+    """Run bulk Claude work through the Message Batches API, with every answer in SQL."""
+
+
+def _settings(default_level: str = "WARNING", on: Console = err_console) -> Settings:
     settings = load_settings()
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    configure_logging(on, settings.log_level, default_level)
     return settings
+
+
+def _new_store(settings: Settings) -> None:
+    """First run on SQLite: create the store at head, and say so in one line."""
+    revision = bootstrap.create_if_new(settings.database_url)
+    if revision is not None:
+        where = store_engine.mask_url(settings.database_url)
+        err_console.print(f"created the job store {where} (schema {revision})", highlight=False)
 
 
 @app.command()
 def run(spec: SpecArg) -> None:
-    """Submit the job and drive it to completion in the foreground.
+    """Submit the job and drive it to completion in the foreground (this job only).
 
-    Running it again after a crash or Ctrl-C resumes the same job.
+    Exit 0 when every item succeeded, 3 when the job ended with failed or canceled
+    items. Running it again after a crash or Ctrl-C resumes the same job.
     """
-    settings = _settings()
-    logging.getLogger().setLevel(max(logging.WARNING, logging.getLogger().level))
+    settings = _settings(on=console)
+    _new_store(settings)
     with step_context(settings) as ctx:
         job, created = submit_spec(
             ctx.store, spec, utcnow(), ctx.prices, api_version=settings.api_version
@@ -68,23 +121,31 @@ def run(spec: SpecArg) -> None:
         console.print(f"job [bold]{job.name}[/] (id {job.id}) {verb}: {job.items_total:,} items")
         try:
             with JobProgress(console, job.items_total) as progress:
-                report = drive(ctx, job.id, progress.update)
+                report = drive(ctx, job.id, progress.update, on_waiting=progress.waiting)
         except KeyboardInterrupt:
             err_console.print("stopped: run the same command again to resume this job")
-            raise typer.Exit(130) from None
-    print_summary(console, report, settings.database_url)
+            raise typer.Exit(ExitCode.INTERRUPTED) from None
+    print_summary(console, report, store_engine.mask_url(settings.database_url))
+    raise typer.Exit(_run_exit_code(report))
+
+
+def _run_exit_code(report: JobReport) -> ExitCode:
+    if report.items.get(ItemStatus.SUCCEEDED, 0) == report.job.items_total:
+        return ExitCode.OK
+    return ExitCode.NOT_ALL_SUCCEEDED
 
 
 @app.command()
 def submit(spec: SpecArg) -> None:
     """Record the job (items and plan) and print its id; the daemon does the rest."""
     settings = _settings()
+    _new_store(settings)
     with open_store(settings) as store:
         job, created = submit_spec(
             store, spec, utcnow(), PriceTable.load(), api_version=settings.api_version
         )
     state = "submitted" if created else "already submitted"
-    console.print(f"{job.id}\t{job.name}\t{state}\t{job.items_total} items")
+    console.print(f"{job.id}\t{job.name}\t{state}\t{job.items_total} items", highlight=False)
 
 
 @app.command()
@@ -97,20 +158,22 @@ def daemon(
     """The scheduled daemon: all steps for all jobs, plus cron-scheduled specs."""
     from orchestrator.daemon import run_daemon
 
-    settings = _settings()
+    settings = _settings(default_level="INFO")
+    _new_store(settings)
     with step_context(settings) as ctx:
         run_daemon(ctx, list(spec or []))
 
 
 @app.command()
-def status(job: Annotated[str | None, typer.Argument(help="A job id or name.")] = None) -> None:
-    """Jobs, batches, counts and cost so far."""
+def status(job: Annotated[str | None, typer.Argument(help="A job name (or id).")] = None) -> None:
+    """Jobs, batches, counts and cost so far; with a job, why it waits, if it does."""
     settings = _settings()
     with open_store(settings) as store:
         if job is not None:
-            print_summary(
-                console, store.job_report(resolve_job(store, job).id), settings.database_url
-            )
+            record = resolve_job(store, job)
+            reason = waiting_reason(store, settings, record.id, utcnow())
+            report = store.job_report(record.id)
+            print_summary(console, report, store_engine.mask_url(settings.database_url), reason)
             return
         shown = (ItemStatus.SUCCEEDED, ItemStatus.FAILED, ItemStatus.CANCELED)
         table = Table("id", "name", "status", "items", *shown, "open", "batches", "cost (USD)")
@@ -131,15 +194,27 @@ def status(job: Annotated[str | None, typer.Argument(help="A job id or name.")] 
 
 @app.command()
 def cancel(job: JobArg) -> None:
-    """Cancel a job: nothing new is sent, in-flight batches are canceled, retries stop."""
+    """Cancel a job: nothing new is sent, running batches are canceled, retries stop."""
     settings = _settings()
     with open_store(settings) as store:
         record = resolve_job(store, job)
+        if record.status is not JobStatus.ACTIVE:
+            console.print(f"job {record.name} is {record.status.value}: nothing to cancel")
+            return
         flagged = store.cancel_job(record.id, utcnow())
-    console.print(
-        f"job {record.name} canceled; {flagged} in-flight batch(es) will be canceled on the API "
-        "by the next `run` or daemon cycle"
-    )
+    if not flagged:
+        console.print(f"job {record.name} canceled; no batch was in flight")
+        return
+    if settings.api_key is None:
+        console.print(
+            f"job {record.name} canceled; {flagged} batch(es) in flight will be canceled on the "
+            "API by the next `run` or daemon cycle (no ANTHROPIC_API_KEY here to do it now)"
+        )
+        return
+    with step_context(settings) as ctx:
+        sent = cancel_now(ctx, record.id, utcnow())
+    later = f"; {flagged - sent} more once their creates settle" if flagged > sent else ""
+    console.print(f"job {record.name} canceled; {sent} batch(es) canceling on the API now{later}")
 
 
 @app.command()
@@ -148,39 +223,59 @@ def export(
     fmt: Annotated[
         exporter.Format, typer.Option("--format", "-f", help="Output format.")
     ] = exporter.Format.JSONL,
-    output: Annotated[Path, typer.Option("--output", "-o", help="File to write.")] = Path(
-        "results.jsonl"
-    ),
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="File to write (default: <job>.<format>)."),
+    ] = None,
+    partial: Annotated[
+        bool, typer.Option("--partial", help="Export a job that is not finished yet.")
+    ] = False,
 ) -> None:
     """One row per item with its final result (JSONL, CSV or Parquet)."""
     settings = _settings()
     with open_store(settings) as store:
         record = resolve_job(store, job)
-        rows = exporter.write(store.final_results(record.id), fmt, output)
-    console.print(f"wrote {rows:,} rows to {output}")
+        if record.status is JobStatus.ACTIVE and not partial:
+            done = store.job_report(record.id).terminal
+            raise UsageError(
+                f"job {record.name} is still running ({done:,} of {record.items_total:,} items "
+                "finished); wait for it, or pass --partial to export what is there"
+            )
+        target = output or exporter.default_path(record.name, fmt)
+        rows = exporter.write(store.final_results(record.id), fmt, target)
+    console.print(f"wrote {rows:,} rows to {target}", highlight=False)
 
 
 @app.command()
 def batches(
     limit: Annotated[int, typer.Option(help="How many remote batches to list.")] = 50,
 ) -> None:
-    """The remote list of batches (newest first), marking which ones this store owns."""
+    """The remote list of batches (newest first), marking which ones this store owns.
+
+    Piped, it prints tab-separated lines with whole ids.
+    """
     settings = _settings()
     with open_store(settings) as store, make_client(settings) as api:
         owned = store.owned_remote_ids()
-        table = Table("remote id", "status", "created", "requests", "owned by job")
-        for index, remote in enumerate(api.iter_batches(limit=min(limit, 1000))):
-            if index >= limit:
-                break
-            job_id = owned.get(remote.id)
-            table.add_row(
+        header = ("remote id", "status", "created", "requests", "owned by job")
+        rows = [
+            (
                 remote.id,
                 remote.processing_status,
                 remote.created_at.isoformat(),
                 str(remote.request_counts.total),
-                str(job_id) if job_id else "-",
+                str(owned[remote.id]) if remote.id in owned else "-",
             )
-        console.print(table)
+            for remote in islice(api.iter_batches(limit=min(limit, 1000)), limit)
+        ]
+    if not console.is_terminal:
+        for row in rows:
+            print("\t".join(row))  # noqa: T201 - plain lines for pipes, never cut
+        return
+    table = Table(*header)
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
 
 
 @app.command()
@@ -193,6 +288,7 @@ def demo(
     """Run the example labeling job end to end against the embedded simulator."""
     from orchestrator.demo import run_demo
 
+    _settings(on=console)
     run_demo(console, db, processing_seconds)
 
 
@@ -235,12 +331,12 @@ def main() -> None:
     """Entry point: run the app, turning deliberate errors into one-line messages."""
     try:
         app()
-    except (SpecError, ConfigError) as exc:
+    except (SpecError, ConfigError, UsageError) as exc:
         err_console.print(f"error: {exc}", markup=False, highlight=False)
-        sys.exit(2)
-    except (StoreError, OrchestratorError) as exc:
+        sys.exit(ExitCode.USAGE)
+    except OrchestratorError as exc:
         err_console.print(f"error: {exc}", markup=False, highlight=False)
-        sys.exit(1)
+        sys.exit(ExitCode.ERROR)
 
 
-__all__ = ["app", "main"]
+__all__ = ["ExitCode", "app", "main"]

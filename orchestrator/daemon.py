@@ -44,16 +44,16 @@ class Daemon:
         self.scheduler = BackgroundScheduler(timezone=UTC)
 
     def cycle(self) -> None:
-        """One pass over the steps (the same as ``orchestrator run``), stopping between steps."""
+        """One pass over the steps (the same as ``orchestrator run``), stopping between steps.
+
+        The steps log what changes (a batch created, ended or ingested, a job
+        finished); a cycle that changes nothing logs nothing.
+        """
         try:
-            reports = run_cycle(self.ctx, self.stopping.is_set)
+            run_cycle(self.ctx, self.stopping.is_set)
         except OrchestratorError as exc:
             # Not transient (a bad key, a missing permission): say so, keep the timer.
             log.error("cycle failed: %s", exc)
-            return
-        for report in reports:
-            if report.work:
-                log.info("%s: %s", report.step, report.details)
 
     def submit_scheduled(self, spec: Path) -> None:
         if self.stopping.is_set():

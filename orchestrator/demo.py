@@ -12,14 +12,16 @@ from pathlib import Path
 from rich.console import Console
 
 from orchestrator.progress import JobProgress, print_summary
+from orchestrator.resources import jobs_dir
 from orchestrator.runner import drive, step_context
 from orchestrator.settings import load_settings
 from orchestrator.simulator import SimulatorConfig, SimulatorServer
 from orchestrator.steps.context import utcnow
 from orchestrator.steps.jobs import submit_spec
-from orchestrator.store.engine import MIGRATIONS_DIR, make_engine, upgrade
+from orchestrator.store.engine import make_engine, upgrade
 
-DEMO_SPEC = MIGRATIONS_DIR.parent / "jobs" / "review-sentiment" / "spec.toml"
+#: jobs/ of the repository, shipped in the package as orchestrator.jobs.
+DEMO_SPEC = jobs_dir() / "review-sentiment" / "spec.toml"
 DEMO_KEY = "sk-demo-simulator"  # the simulator accepts any key; nothing leaves loopback
 
 

@@ -4,6 +4,7 @@ The tree::
 
     OrchestratorError
     ├── ConfigError                  a setting is missing or malformed
+    ├── UsageError                   a command was asked for something it cannot do
     ├── SpecError                    a job spec, dataset row or request is unusable
     ├── JobError                     a job operation cannot proceed
     │   ├── JobNotFoundError
@@ -27,6 +28,7 @@ The tree::
         │   ├── RateLimitError           429 rate_limit_error
         │   └── InternalServerError      5xx api_error / timeout_error
         │       └── OverloadedError      529 overloaded_error
+        ├── APIUnreachableError      the API stayed unreachable past the run's limit
         ├── AmbiguousCreateError     a create whose outcome is unknown: reconcile, never resend
         ├── ForeignResultsURLError   a results_url on another host (the key is not sent there)
         └── ResultsStreamError       a results download broke off before its end
@@ -52,6 +54,11 @@ class OrchestratorError(Exception):
 
 class ConfigError(OrchestratorError):
     """A setting is missing or malformed."""
+
+
+class UsageError(OrchestratorError):
+    """A command was asked for something it cannot do as given (e.g. export an
+    unfinished job without --partial)."""
 
 
 class SpecError(OrchestratorError):
@@ -174,6 +181,10 @@ class InternalServerError(APIStatusError):
 
 class OverloadedError(InternalServerError):
     """529 overloaded_error."""
+
+
+class APIUnreachableError(APIError):
+    """The API could not be reached for longer than ORCHESTRATOR_UNREACHABLE_TIMEOUT."""
 
 
 class AmbiguousCreateError(APIError):

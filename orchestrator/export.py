@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import enum
 import os
+import re
 import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -46,6 +47,12 @@ class Format(enum.StrEnum):
     JSONL = "jsonl"
     CSV = "csv"
     PARQUET = "parquet"
+
+
+def default_path(job_name: str, fmt: Format) -> Path:
+    """``<job name>.<format>`` in the working directory, the name made safe for a file."""
+    safe = re.sub(r"[^A-Za-z0-9._@-]+", "_", job_name).strip("._") or "job"
+    return Path(f"{safe}.{fmt.value}")
 
 
 def write(rows: Iterable[dict[str, Any]], fmt: Format, path: Path) -> int:
@@ -129,4 +136,4 @@ def _parquet(rows: Iterable[dict[str, Any]], path: Path) -> int:
     return count
 
 
-__all__ = ["COLUMNS", "Format", "write"]
+__all__ = ["COLUMNS", "Format", "default_path", "write"]

@@ -1,11 +1,24 @@
-"""Rendering a job's progress and summary with rich."""
+"""Rendering a job's progress and summary with rich.
+
+Every figure on the bars only grows: "requests sent" counts requests in batches
+the API accepted (a retry adds to the total), "results stored" counts result
+rows, "items finished" counts items with their final answer or failure.
+"""
 
 from __future__ import annotations
 
 from types import TracebackType
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 from orchestrator.domain.states import SENT_BATCH_STATUSES, ItemStatus
@@ -19,26 +32,33 @@ _SUMMARY_ORDER = (
     ItemStatus.QUEUED,
     ItemStatus.PENDING,
 )
-SAMPLE_QUERY = """SELECT result_type, text, count(*) AS items, round(sum(cost_usd), 4) AS usd
+#: Characters of an example error message shown per failure group.
+EXAMPLE_CHARS = 160
+SAMPLE_QUERY = """SELECT result_type, text, count(*) AS items,
+       round(CAST(sum(cost_usd) AS NUMERIC), 4) AS usd
 FROM final_results WHERE job_name = '{job}'
 GROUP BY result_type, text ORDER BY items DESC;"""
 
 
 class JobProgress:
-    """Bars for items sent, items finished and results ingested, plus batches and cost."""
+    """Bars for requests sent, results stored and items finished, plus failures,
+    batches in flight, cost and the time left."""
 
     def __init__(self, console: Console, total: int) -> None:
         self._progress = Progress(
-            TextColumn("{task.description:<18}"),
+            TextColumn("{task.description:<16}"),
             BarColumn(),
             MofNCompleteColumn(),
             TextColumn("{task.fields[extra]}"),
             TimeElapsedColumn(),
+            TimeRemainingColumn(),
             console=console,
         )
-        self._sent = self._progress.add_task("items sent", total=total, extra="")
-        self._ingested = self._progress.add_task("results ingested", total=total, extra="")
+        self._console = console
+        self._sent = self._progress.add_task("requests sent", total=total, extra="")
+        self._stored = self._progress.add_task("results stored", total=total, extra="")
         self._done = self._progress.add_task("items finished", total=total, extra="")
+        self._seen: dict[TaskID, float] = {}
 
     def __enter__(self) -> JobProgress:
         self._progress.start()
@@ -53,29 +73,55 @@ class JobProgress:
         self._progress.stop()
 
     def update(self, report: JobReport) -> None:
-        items = report.items
         total = report.job.items_total
-        waiting = items.get(ItemStatus.PENDING, 0)
         in_flight = report.count_batches(SENT_BATCH_STATUSES)
-        self._progress.update(
-            self._sent, completed=total - waiting, extra=f"{in_flight} batches in flight"
+        sent = report.sent_requests
+        self._set(self._sent, sent, sent + report.unsent_requests, f"{in_flight} batches in flight")
+        stored = sum(report.results.values())
+        self._set(self._stored, stored, max(sent, total), "")
+        failed = report.items.get(ItemStatus.FAILED, 0)
+        extra = (
+            f"{failed:,} failed, ${report.cost_usd:.4f}" if failed else f"${report.cost_usd:.4f}"
         )
-        self._progress.update(
-            self._ingested, completed=min(total, sum(report.results.values())), extra=""
-        )
-        self._progress.update(
-            self._done, completed=report.terminal, extra=f"${report.cost_usd:.4f} so far"
-        )
+        self._set(self._done, report.terminal, total, extra)
+
+    def figures(self) -> dict[str, tuple[float, float]]:
+        """Each bar's (completed, total), as shown."""
+        return {
+            str(task.description): (task.completed, task.total or 0.0)
+            for task in self._progress.tasks
+        }
+
+    def waiting(self, reason: str | None) -> None:
+        """Say above the bars why the job is held back (or that it moves again)."""
+        self._console.print(f"waiting: {reason}" if reason else "moving again", highlight=False)
+
+    def _set(self, task: TaskID, completed: int, total: int, extra: str) -> None:
+        # Never backwards: a figure read before a retry was planned stays shown.
+        shown = max(float(completed), self._seen.get(task, 0.0))
+        self._seen[task] = shown
+        self._progress.update(task, completed=shown, total=max(total, shown), extra=extra)
 
 
-def print_summary(console: Console, report: JobReport, database_url: str) -> None:
+def print_summary(
+    console: Console, report: JobReport, where: str, waiting: str | None = None
+) -> None:
+    """The job's outcome: items by state, failures by error type, batches, tokens, cost."""
     job = report.job
     table = Table(title=f"job {job.name} (id {job.id}): {job.status.value}", show_header=False)
     table.add_row("items", f"{job.items_total:,}")
     for status in _SUMMARY_ORDER:
         if report.items.get(status):
             table.add_row(f"  {status}", f"{report.items[status]:,}")
+    for group in report.failures:
+        example = (
+            group.example
+            if len(group.example) <= EXAMPLE_CHARS
+            else (group.example[: EXAMPLE_CHARS - 1] + "…")
+        )
+        table.add_row(f"    failed: {group.error_type}", f"{group.items:,}  e.g. {example}")
     table.add_row("items retried", f"{report.retried_items:,}")
+    table.add_row("requests sent", f"{report.sent_requests:,}")
     table.add_row("batches", ", ".join(f"{k} {v}" for k, v in sorted(report.batches.items())))
     table.add_row(
         "results stored", ", ".join(f"{k} {v}" for k, v in sorted(report.results.items()))
@@ -88,6 +134,8 @@ def print_summary(console: Console, report: JobReport, database_url: str) -> Non
         )
     if report.quarantined:
         table.add_row("quarantined lines", f"{report.quarantined:,} (table quarantine)")
+    if waiting:
+        table.add_row("waiting", waiting)
     console.print(table)
-    console.print(f"\nQuery the answers ({database_url}):")
+    console.print(f"\nQuery the answers ({where}):")
     console.print(SAMPLE_QUERY.format(job=job.name), markup=False, highlight=False)

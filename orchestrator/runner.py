@@ -10,6 +10,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 
 from orchestrator.api.client import BatchesClient
 from orchestrator.domain.states import (
@@ -17,8 +18,11 @@ from orchestrator.domain.states import (
     SETTLED_JOB_STATUSES,
     BatchStatus,
 )
+from orchestrator.errors import APIUnreachableError
 from orchestrator.settings import Settings
 from orchestrator.steps import StepContext, StepReport, run_cycle
+from orchestrator.steps.context import utcnow
+from orchestrator.steps.waiting import waiting_reason
 from orchestrator.store.queries import Store
 from orchestrator.store.records import JobReport
 
@@ -65,14 +69,49 @@ def busy(reports: list[StepReport]) -> bool:
     )
 
 
+class UnreachableClock:
+    """How long the API has been unreachable, from cycle reports.
+
+    Any cycle in which a step worked with the API and none found it unreachable
+    resets the clock; a cycle that only waits (e.g. out a back-off) leaves it.
+    """
+
+    def __init__(self, limit_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.limit_s = limit_s
+        self._clock = clock
+        self._since: float | None = None
+        self.last_error: str | None = None
+
+    def observe(self, reports: list[StepReport]) -> None:
+        failed = [r for r in reports if r.unreachable]
+        if failed:
+            if self._since is None:
+                self._since = self._clock()
+            self.last_error = failed[-1].error or self.last_error
+        elif any(r.work for r in reports):
+            self._since = None
+
+    def expired(self) -> bool:
+        return self._since is not None and self._clock() - self._since > self.limit_s
+
+
 def drive(
     ctx: StepContext,
     job_id: int,
     on_progress: Callable[[JobReport], None],
     *,
     should_stop: Callable[[], bool] = lambda: False,
+    on_waiting: Callable[[str | None], None] = lambda _reason: None,
 ) -> JobReport:
-    """Run cycles until the job is done or canceled; returns the final report."""
+    """Run cycles on this job alone until it is done or canceled; returns the final report.
+
+    ``on_waiting`` hears why the job is held back whenever that changes. An API
+    that stays unreachable for ``unreachable_timeout_s`` ends the run with
+    ``APIUnreachableError`` (run the command again to resume).
+    """
+    ctx = replace(ctx, job_id=job_id)
+    unreachable = UnreachableClock(ctx.settings.unreachable_timeout_s)
+    reason: str | None = None
     while True:
         reports = run_cycle(ctx, should_stop)
         report = ctx.store.job_report(job_id)
@@ -81,6 +120,18 @@ def drive(
             return report
         if should_stop():
             return report
+        unreachable.observe(reports)
+        if unreachable.expired():
+            raise APIUnreachableError(
+                f"the API at {ctx.api.endpoint} could not be reached for over "
+                f"{ctx.settings.unreachable_timeout_s:.0f} s ({unreachable.last_error}); check "
+                "ANTHROPIC_BASE_URL and the network, then run the same command to resume "
+                "(ORCHESTRATOR_UNREACHABLE_TIMEOUT sets how long to keep trying)"
+            )
+        now_reason = waiting_reason(ctx.store, ctx.settings, job_id, utcnow())
+        if now_reason != reason:
+            reason = now_reason
+            on_waiting(reason)
         time.sleep(BUSY_PAUSE_S if busy(reports) else ctx.settings.poll_interval_s)
 
 

@@ -7,10 +7,10 @@ for everything else (``poll_interval_s`` <- ``ORCHESTRATOR_POLL_INTERVAL``).
 
 from __future__ import annotations
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from orchestrator.domain.contract import DEFAULT_API_VERSION, DEFAULT_BASE_URL
+from orchestrator.domain.contract import API_VERSIONS, DEFAULT_API_VERSION, DEFAULT_BASE_URL
 from orchestrator.errors import ConfigError
 
 DEFAULT_DATABASE_URL = "sqlite:///orchestrator.db"
@@ -22,6 +22,9 @@ LEASE_TTL_S = 120.0
 INGEST_CHUNK_ROWS = 1000
 #: Window before a lost create's intent in which a listed batch may be ours.
 RECONCILE_SKEW_S = 300.0
+#: How long ``orchestrator run`` keeps trying an API it cannot reach before giving up.
+UNREACHABLE_TIMEOUT_S = 300.0
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 def _env(name: str) -> AliasChoices:
@@ -63,7 +66,30 @@ class Settings(BaseSettings):
         default=RECONCILE_SKEW_S, ge=0, validation_alias=_env("ORCHESTRATOR_RECONCILE_SKEW")
     )
     worker_id: str | None = Field(default=None, validation_alias=_env("ORCHESTRATOR_WORKER_ID"))
-    log_level: str = Field(default="INFO", validation_alias=_env("ORCHESTRATOR_LOG_LEVEL"))
+    unreachable_timeout_s: float = Field(
+        default=UNREACHABLE_TIMEOUT_S,
+        gt=0,
+        validation_alias=_env("ORCHESTRATOR_UNREACHABLE_TIMEOUT"),
+    )
+    #: None: each command picks (``run`` shows warnings only, the daemon narrates at INFO).
+    log_level: str | None = Field(default=None, validation_alias=_env("ORCHESTRATOR_LOG_LEVEL"))
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        level = value.strip().upper()
+        if level not in LOG_LEVELS:
+            raise ValueError(f"must be one of {', '.join(LOG_LEVELS)}, not {value!r}")
+        return level
+
+    @field_validator("api_version")
+    @classmethod
+    def _known_version(cls, value: str) -> str:
+        if value not in API_VERSIONS:
+            raise ValueError(f"must be one of {', '.join(sorted(API_VERSIONS))}, not {value!r}")
+        return value
 
     def require_api_key(self) -> str:
         """The key, or a one-line error naming the variable to set."""
@@ -81,5 +107,15 @@ def load_settings(**overrides: object) -> Settings:
         return Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
         first = exc.errors()[0]
-        loc = ".".join(str(p) for p in first["loc"])
-        raise ConfigError(f"setting {loc}: {first['msg']}") from None
+        name = str(first["loc"][0]) if first["loc"] else "settings"
+        variable = _ENV_NAMES.get(name, name)
+        message = first["msg"].removeprefix("Value error, ")
+        raise ConfigError(f"{variable}: {message}") from None
+
+
+#: Each option's environment variable, for error messages.
+_ENV_NAMES = {
+    name: str(field.validation_alias.choices[0])
+    for name, field in Settings.model_fields.items()
+    if isinstance(field.validation_alias, AliasChoices)
+}

@@ -176,6 +176,11 @@ class BatchesClient:
         self._state = ClientState.CLOSED
         self._http.close()
 
+    @property
+    def endpoint(self) -> str:
+        """The API base URL this client talks to, as recorded with what it creates."""
+        return str(self._base_url.copy_with(username=None, password=None)).rstrip("/")
+
     def __repr__(self) -> str:
         return f"<BatchesClient base_url={str(self._base_url)!r} state={self._state.name}>"
 

@@ -6,6 +6,7 @@ A plain typer-compatible function; the CLI registers it. Every option has an
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 from typing import Annotated
 
@@ -127,7 +128,13 @@ def simulate(  # one option per knob: long by design, no logic in the signature
         slow_response_seconds=slow_response_seconds,
         api_keys=frozenset(api_key) if api_key else None,
     )
-    serve(config, host, port, on_ready=_announce)
+    try:
+        serve(config, host, port, on_ready=_announce)
+    except OSError as exc:
+        if exc.errno not in (errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL):
+            raise
+        typer.echo(f"error: --port {port} on {host}: {exc.strerror}; pick another port", err=True)
+        raise typer.Exit(2) from None
 
 
 def _announce(base_url: str) -> None:

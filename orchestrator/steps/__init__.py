@@ -10,6 +10,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 from orchestrator.api.retry import is_transient
+from orchestrator.errors import APIConnectionError
 from orchestrator.steps.context import StepContext, StepReport, log, utcnow
 from orchestrator.steps.ingest import ingest
 from orchestrator.steps.plan import plan
@@ -27,8 +28,9 @@ STEPS: tuple[Step, ...] = (recover, plan, submit, poll, ingest)
 def finish_jobs(ctx: StepContext, now: datetime) -> StepReport:
     """Mark jobs done whose items are all terminal (e.g. answered from the cache)."""
     report = StepReport("finish")
-    for job_id in ctx.store.active_job_ids():
+    for job_id in ctx.store.active_job_ids(ctx.job_id):
         if ctx.store.finish_job_if_done(job_id, now):
+            log.info("job %s: every item is finished", job_id)
             report.add("finished")
     return report
 
@@ -39,21 +41,36 @@ def run_cycle(
     """Every step once, each with a fresh ``now``; stops between steps when asked.
 
     A transient failure (``api.retry.is_transient``: the same verdict the client
-    retries on) ends only its own step for this cycle; anything else (a bad key,
-    a missing permission, a bug) propagates to the caller.
+    retries on) ends only its own step for this cycle, and is logged once until
+    that step succeeds again; anything else (a bad key, a missing permission, a
+    bug) propagates to the caller.
     """
     reports: list[StepReport] = []
     for step in (*STEPS, finish_jobs):
         if should_stop():
             break
+        name = step.__name__
         try:
             reports.append(step(ctx, utcnow()))
         except Exception as exc:
             if not is_transient(exc):
                 raise
-            log.warning("%s step failed, will run again next cycle: %s", step.__name__, exc)
-            reports.append(StepReport(step.__name__, details={"skipped_transient": 1}))
+            reports.append(_skipped(ctx, name, exc))
+        else:
+            if name in ctx.failing_steps:
+                ctx.failing_steps.discard(name)
+                log.info("%s step works again", name)
     return reports
+
+
+def _skipped(ctx: StepContext, name: str, exc: Exception) -> StepReport:
+    if name not in ctx.failing_steps:
+        ctx.failing_steps.add(name)
+        log.warning("%s step failed, will run again next cycle: %s", name, exc)
+    unreachable = isinstance(exc, APIConnectionError)
+    return StepReport(
+        name, details={"skipped_transient": 1}, unreachable=unreachable, error=str(exc)
+    )
 
 
 __all__ = [

@@ -46,6 +46,10 @@ class StepContext:
     settings: Settings
     owner: str = field(default_factory=default_owner)
     prices: PriceTable = field(default_factory=PriceTable.load)
+    #: Work on this job only (``orchestrator run SPEC``); None: every job (the daemon).
+    job_id: int | None = None
+    #: Steps whose transient failure was already logged; quiet until they succeed again.
+    failing_steps: set[str] = field(default_factory=set)
 
     @property
     def ttl_s(self) -> float:
@@ -54,11 +58,17 @@ class StepContext:
 
 @dataclass
 class StepReport:
-    """What one run of a step did; ``work`` counts the units it handled."""
+    """What one run of a step did; ``work`` counts the units it handled.
+
+    ``unreachable`` says the API could not be reached at all during the step
+    (``error`` says how), so ``orchestrator run`` can give up after a bounded time.
+    """
 
     step: str
     work: int = 0
     details: dict[str, int] = field(default_factory=dict)
+    unreachable: bool = False
+    error: str | None = None
 
     def add(self, key: str, n: int = 1) -> None:
         self.details[key] = self.details.get(key, 0) + n

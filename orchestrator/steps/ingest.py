@@ -69,7 +69,7 @@ class _LeaseLost(Exception):
 def ingest(ctx: StepContext, now: datetime) -> StepReport:
     report = StepReport("ingest")
     leases = ctx.store.claim_batches(
-        [BatchStatus.ENDED], ctx.owner, now, ctx.ttl_s, BATCHES_PER_RUN
+        [BatchStatus.ENDED], ctx.owner, now, ctx.ttl_s, BATCHES_PER_RUN, job_id=ctx.job_id
     )
     for lease in leases:
         try:
@@ -236,8 +236,9 @@ def _finish(
         after = page[-1][0]
     if not ctx.store.finish_batch(lease, status, utcnow(), note):
         raise _LeaseLost
-    ctx.store.finish_job_if_done(job.id, utcnow())
     log.info("batch %s: %s%s", batch.id, status.value, f" ({note})" if note else "")
+    if ctx.store.finish_job_if_done(job.id, utcnow()):
+        log.info("job %s (%s): every item is finished", job.name, job.id)
     return status
 
 

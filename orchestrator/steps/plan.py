@@ -18,14 +18,14 @@ PAGE_ROWS = 1000
 
 def plan(ctx: StepContext, now: datetime) -> StepReport:
     report = StepReport("plan")
-    for job_id in ctx.store.jobs_with_pending_items():
+    for job_id in ctx.store.jobs_with_pending_items(ctx.job_id):
         lease = ctx.store.claim_job(job_id, ctx.owner, now, ctx.ttl_s)
         if lease is None:
             continue  # another daemon is planning it
         try:
             job = ctx.store.get_job(job_id)
             if job.use_cache:
-                hits, _saved = ctx.store.apply_response_cache(job_id, now)
+                hits, _saved = ctx.store.apply_response_cache(job_id, now, ctx.api.endpoint)
                 if hits:
                     report.add("cached", hits)
             report.add("batches", _plan_job(ctx, lease, job, now))

@@ -23,7 +23,7 @@ LIST_PAGE_SIZE = 1000
 
 def poll(ctx: StepContext, now: datetime) -> StepReport:
     report = StepReport("poll")
-    open_batches = ctx.store.batches(OPEN_REMOTE_BATCH_STATUSES)
+    open_batches = ctx.store.batches(OPEN_REMOTE_BATCH_STATUSES, ctx.job_id)
     if not open_batches:
         return report
     found = _list_open(ctx, open_batches)
@@ -40,13 +40,43 @@ def poll(ctx: StepContext, now: datetime) -> StepReport:
         if batch.cancel_requested and state.processing_status == ProcessingStatus.IN_PROGRESS:
             state = _cancel(ctx, batch.remote_id, state)
             report.add("cancel_sent")
-        if (
-            ctx.store.update_remote_state(batch.id, state, now)
-            and state.status is BatchStatus.ENDED
-        ):
-            report.add(BatchStatus.ENDED)
+        changed = state.status is not batch.status
+        if ctx.store.update_remote_state(batch.id, state, now) and changed:
+            log.info("batch %s (%s): %s", batch.id, batch.remote_id, _describe(state))
+            if state.status is BatchStatus.ENDED:
+                report.add(BatchStatus.ENDED)
     report.add("polled", len(open_batches))
     return report
+
+
+def _describe(state: RemoteState) -> str:
+    if state.status is not BatchStatus.ENDED:
+        return state.status.value
+    return (
+        f"ended: {state.succeeded} succeeded, {state.errored} errored, "
+        f"{state.canceled} canceled, {state.expired} expired"
+    )
+
+
+def cancel_now(ctx: StepContext, job_id: int, now: datetime) -> int:
+    """Send the cancels a job's running batches wait for, without waiting for a poll.
+
+    Returns how many of its batches the API now has canceling (or already ended).
+    Creates still in flight are canceled once they are reconciled (next poll).
+    """
+    settled = 0
+    for batch in ctx.store.batches(OPEN_REMOTE_BATCH_STATUSES, job_id):
+        if not batch.cancel_requested:
+            continue
+        assert batch.remote_id is not None
+        state = _retrieve_state(ctx, batch.remote_id)
+        if state is None:
+            continue  # gone: the next poll records it
+        if state.processing_status == ProcessingStatus.IN_PROGRESS:
+            state = _cancel(ctx, batch.remote_id, state)
+        ctx.store.update_remote_state(batch.id, state, now)
+        settled += 1
+    return settled
 
 
 def _cancel(ctx: StepContext, remote_id: str, listed: RemoteState) -> RemoteState:

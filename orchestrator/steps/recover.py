@@ -76,11 +76,11 @@ def reconcile(
 
 def recover(ctx: StepContext, now: datetime) -> StepReport:
     report = StepReport("recover")
-    abandoned = ctx.store.abandoned_creates(now)
+    abandoned = ctx.store.abandoned_creates(now, ctx.job_id)
     if abandoned:
         report.add("abandoned_creates", abandoned)
     leases = ctx.store.claim_batches(
-        [BatchStatus.UNKNOWN], ctx.owner, now, ctx.ttl_s, SETTLES_PER_RUN
+        [BatchStatus.UNKNOWN], ctx.owner, now, ctx.ttl_s, SETTLES_PER_RUN, job_id=ctx.job_id
     )
     if not leases:
         return report

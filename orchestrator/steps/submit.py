@@ -21,6 +21,7 @@ from orchestrator.domain.planning import request_bytes
 from orchestrator.domain.states import BatchStatus
 from orchestrator.errors import (
     AmbiguousCreateError,
+    APIConnectionError,
     APIError,
     BadRequestError,
     RequestTooLargeError,
@@ -32,6 +33,9 @@ from orchestrator.store.records import Lease
 #: Batches created per run of the step; the rest wait for the next tick.
 CREATES_PER_RUN = 20
 BACKOFF_SCOPE = "create"
+#: Step outcomes of a create that made nothing and is planned again.
+DEFERRED = "deferred"
+UNREACHABLE = "unreachable"
 
 
 def submit(ctx: StepContext, now: datetime) -> StepReport:
@@ -41,13 +45,14 @@ def submit(ctx: StepContext, now: datetime) -> StepReport:
         report.details["backing_off"] = 1
         return report
     leases = ctx.store.claim_batches(
-        [BatchStatus.PLANNED], ctx.owner, now, ctx.ttl_s, CREATES_PER_RUN
+        [BatchStatus.PLANNED], ctx.owner, now, ctx.ttl_s, CREATES_PER_RUN, job_id=ctx.job_id
     )
     try:
         for lease in leases:
-            outcome = _create(ctx, lease, now)
+            outcome = _create(ctx, lease, now, report)
             report.add(outcome)
-            if outcome == "deferred":
+            if outcome in (DEFERRED, UNREACHABLE):
+                report.unreachable = outcome == UNREACHABLE
                 break
     finally:
         # Every claimed batch, also those not reached when a create was deferred or
@@ -59,8 +64,8 @@ def submit(ctx: StepContext, now: datetime) -> StepReport:
     return report
 
 
-def _create(ctx: StepContext, lease: Lease, now: datetime) -> str:
-    if not ctx.store.mark_creating(lease, now):
+def _create(ctx: StepContext, lease: Lease, now: datetime, report: StepReport) -> str:
+    if not ctx.store.mark_creating(lease, now, ctx.api.endpoint):
         return "skipped"
     try:
         batch = ctx.api.create(lambda: _body_lines(ctx, lease.row_id))
@@ -74,8 +79,8 @@ def _create(ctx: StepContext, lease: Lease, now: datetime) -> str:
         return BatchStatus.REJECTED
     except APIError as exc:
         if is_transient(exc):  # refused before processing (429/529/408/409, no connection)
-            _defer(ctx, lease, exc, now)
-            return "deferred"
+            report.error = str(exc)
+            return _defer(ctx, lease, exc, now)
         # 401/402/403/404...: refused outright, nothing was created; the user must act.
         replan(ctx, lease, str(exc), now, now)
         raise
@@ -104,14 +109,18 @@ def replan(ctx: StepContext, lease: Lease, error: str, retry_at: datetime, now: 
     return False
 
 
-def _defer(ctx: StepContext, lease: Lease, exc: APIError, now: datetime) -> None:
-    """The API refused before processing: nothing was created, so resend later."""
+def _defer(ctx: StepContext, lease: Lease, exc: APIError, now: datetime) -> str:
+    """The create provably made nothing (refused, or the API was not reachable at
+    all): plan it again, and make every worker on the store wait before the next."""
     retry_after = getattr(exc, "retry_after_s", None)
     wait = SUBMIT_RETRY_S if retry_after is None else retry_after
     until = now + timedelta(seconds=wait)
-    replan(ctx, lease, str(exc), until, now)
-    ctx.store.set_backoff(BACKOFF_SCOPE, until, str(exc))
-    log.warning("batch %s: create refused (%s); retrying after %.0f s", lease.row_id, exc, wait)
+    unreachable = isinstance(exc, APIConnectionError)
+    reason = f"API unreachable: {exc}" if unreachable else f"create refused: {exc}"
+    replan(ctx, lease, reason, until, now)
+    ctx.store.set_backoff(BACKOFF_SCOPE, until, reason)
+    log.warning("batch %s: %s; sending again after %.0f s", lease.row_id, reason, wait)
+    return UNREACHABLE if unreachable else DEFERRED
 
 
 def _body_lines(ctx: StepContext, batch_id: int) -> Iterator[bytes]:

@@ -38,8 +38,11 @@ class BatchOps(StoreBase):
         now: datetime,
         ttl_s: float,
         limit: int = 10,
+        *,
+        job_id: int | None = None,
     ) -> list[Lease]:
-        """Lease up to ``limit`` batches in ``statuses`` that are free and due."""
+        """Lease up to ``limit`` batches in ``statuses`` that are free and due
+        (of one job when ``job_id`` is given)."""
         with self._tx() as s:
             candidates = (
                 select(Batch.id)
@@ -47,6 +50,7 @@ class BatchOps(StoreBase):
                     Batch.status.in_(list(statuses)),
                     lease_free(Batch, now),
                     or_(Batch.next_attempt_at.is_(None), Batch.next_attempt_at <= now),
+                    *_of_job(job_id),
                 )
                 .order_by(Batch.id)
                 .limit(limit)
@@ -96,9 +100,11 @@ class BatchOps(StoreBase):
         self, statuses: Iterable[BatchStatus], job_id: int | None = None
     ) -> list[BatchRecord]:
         with self._tx() as s:
-            query = select(Batch).where(Batch.status.in_(list(statuses))).order_by(Batch.id)
-            if job_id is not None:
-                query = query.where(Batch.job_id == job_id)
+            query = (
+                select(Batch)
+                .where(Batch.status.in_(list(statuses)), *_of_job(job_id))
+                .order_by(Batch.id)
+            )
             return [batch_record(b) for b in s.execute(query).scalars()]
 
     def owned_remote_ids(self) -> dict[str, int]:
@@ -129,8 +135,8 @@ class BatchOps(StoreBase):
 
     # -- the create ----------------------------------------------------------------------
 
-    def mark_creating(self, lease: Lease, now: datetime) -> bool:
-        """Commit the intent to create BEFORE the POST (crash safety).
+    def mark_creating(self, lease: Lease, now: datetime, endpoint: str) -> bool:
+        """Commit the intent to create at ``endpoint`` BEFORE the POST (crash safety).
 
         False when the lease was lost, or the job already has a create in flight
         (one at a time per job keeps reconciliation unambiguous).
@@ -140,7 +146,12 @@ class BatchOps(StoreBase):
                 res = s.execute(
                     update(Batch)
                     .where(held(Batch, lease), Batch.status == BatchStatus.PLANNED)
-                    .values(status=BatchStatus.CREATING, intent_at=now, updated_at=now)
+                    .values(
+                        status=BatchStatus.CREATING,
+                        intent_at=now,
+                        endpoint=endpoint,
+                        updated_at=now,
+                    )
                 )
                 return count(res) == 1
         except IntegrityError:
@@ -241,7 +252,7 @@ class BatchOps(StoreBase):
             )
             return True
 
-    def abandoned_creates(self, now: datetime) -> int:
+    def abandoned_creates(self, now: datetime, job_id: int | None = None) -> int:
         """Creates whose worker died mid-call become ``unknown`` (to be reconciled).
 
         A lease that expired means the worker died; a lease already released means
@@ -252,7 +263,9 @@ class BatchOps(StoreBase):
         with self._tx() as s:
             res = s.execute(
                 update(Batch)
-                .where(Batch.status == BatchStatus.CREATING, lease_free(Batch, now))
+                .where(
+                    Batch.status == BatchStatus.CREATING, lease_free(Batch, now), *_of_job(job_id)
+                )
                 .values(
                     status=BatchStatus.UNKNOWN,
                     lease_owner=None,
@@ -274,6 +287,11 @@ class BatchOps(StoreBase):
                 .values(updated_at=now, **_remote_fields(remote))
             )
             return count(res) == 1
+
+
+def _of_job(job_id: int | None) -> tuple[Any, ...]:
+    """The WHERE clause that scopes a query to one job (``orchestrator run SPEC``)."""
+    return () if job_id is None else (Batch.job_id == job_id,)
 
 
 def _remote_fields(remote: RemoteState) -> dict[str, Any]:

@@ -11,7 +11,6 @@ store; claims there use ``FOR UPDATE SKIP LOCKED``.
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Any
 
 from alembic.config import Config
@@ -22,10 +21,12 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 
 from orchestrator.errors import ConfigError, StoreNotAtHeadError, StoreUnavailableError
+from orchestrator.resources import migrations_dir
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
-#: The migrations folder beside the package (a source checkout or editable install).
-MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
+#: The Alembic script directory: shipped in the package as orchestrator.migrations
+#: (top-level migrations/ in the repository; see orchestrator/resources.py).
+MIGRATIONS_DIR = migrations_dir()
 
 
 def normalize_url(url: str) -> str:
@@ -42,16 +43,27 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         parsed = make_url(normalize_url(url))
     except ArgumentError as exc:
         raise ConfigError(f"ORCHESTRATOR_DATABASE_URL is not a database URL: {exc}") from None
+    shown = parsed.render_as_string(hide_password=True)
     try:
         if parsed.get_backend_name() == "sqlite":
             return _sqlite_engine(parsed.render_as_string(hide_password=False), **kwargs)
         return create_engine(parsed, pool_pre_ping=True, **kwargs)
-    except NoSuchModuleError as exc:
+    except (NoSuchModuleError, ImportError) as exc:
+        hint = (
+            "pip install 'batch-orchestrator[postgres]'"
+            if parsed.get_backend_name() == "postgresql"
+            else "use sqlite:///FILE or postgresql://USER:PASS@HOST/DB"
+        )
         raise ConfigError(
-            f"ORCHESTRATOR_DATABASE_URL names an unsupported backend ({parsed.drivername}); "
-            "use sqlite:///FILE or postgresql://USER:PASS@HOST/DB "
-            "(pip install 'batch-orchestrator[postgres]')"
-        ) from exc
+            f"ORCHESTRATOR_DATABASE_URL={shown}: no driver for {parsed.drivername} "
+            f"is installed ({exc}); {hint}"
+        ) from None
+    except ArgumentError as exc:
+        first = str(exc).splitlines()[0]
+        raise ConfigError(
+            f"ORCHESTRATOR_DATABASE_URL={shown}: {first}; write sqlite:///relative/path.db "
+            "or sqlite:////absolute/path.db (three or four slashes)"
+        ) from None
 
 
 def _sqlite_engine(url: str, **kwargs: Any) -> Engine:
@@ -141,3 +153,11 @@ def require_head(engine: Engine) -> None:
 def safe_url(engine: Engine) -> str:
     """The engine's URL with any password masked, for messages and logs."""
     return engine.url.render_as_string(hide_password=True)
+
+
+def mask_url(url: str) -> str:
+    """A database URL with its password masked, for messages and logs."""
+    try:
+        return make_url(normalize_url(url)).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "<unparseable ORCHESTRATOR_DATABASE_URL>"

@@ -88,9 +88,12 @@ class JobOps(StoreBase):
             s.flush()
             return job_record(job)
 
-    def active_job_ids(self) -> list[int]:
+    def active_job_ids(self, job_id: int | None = None) -> list[int]:
         with self._tx() as s:
-            return list(s.execute(select(Job.id).where(Job.status == JobStatus.ACTIVE)).scalars())
+            query = select(Job.id).where(Job.status == JobStatus.ACTIVE)
+            if job_id is not None:
+                query = query.where(Job.id == job_id)
+            return list(s.execute(query).scalars())
 
     def finish_job_if_done(self, job_id: int, now: datetime) -> bool:
         """Mark an active job done once no item is left that is not terminal."""

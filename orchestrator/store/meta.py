@@ -9,6 +9,7 @@ from datetime import datetime
 from sqlalchemy import select
 
 from orchestrator.store._sql import StoreBase
+from orchestrator.store.records import BackoffState
 from orchestrator.store.tables import ApiBackoff, Meta
 
 STORE_TAG_CHARS = string.ascii_lowercase + string.digits
@@ -33,10 +34,16 @@ class MetaOps(StoreBase):
         return self._tag
 
     def backoff_until(self, scope: str) -> datetime | None:
+        state = self.backoff(scope)
+        return None if state is None else state.until
+
+    def backoff(self, scope: str) -> BackoffState | None:
+        """The shared back-off for ``scope``, with the reason it was set."""
         with self._tx() as s:
-            return s.execute(
-                select(ApiBackoff.backoff_until).where(ApiBackoff.scope == scope)
-            ).scalar_one_or_none()
+            row = s.execute(
+                select(ApiBackoff.backoff_until, ApiBackoff.reason).where(ApiBackoff.scope == scope)
+            ).first()
+            return None if row is None else BackoffState(row[0], row[1] or "")
 
     def set_backoff(self, scope: str, until: datetime, reason: str) -> None:
         """Make every daemon on this store wait until ``until`` before calling the API."""

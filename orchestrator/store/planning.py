@@ -22,7 +22,7 @@ _ITEMS: Table = Item.__table__  # type: ignore[assignment]
 
 
 class PlanningOps(StoreBase):
-    def jobs_with_pending_items(self) -> list[int]:
+    def jobs_with_pending_items(self, job_id: int | None = None) -> list[int]:
         with self._tx() as s:
             query = (
                 select(Item.job_id)
@@ -30,6 +30,8 @@ class PlanningOps(StoreBase):
                 .where(Item.status == ItemStatus.PENDING, Job.status == JobStatus.ACTIVE)
                 .distinct()
             )
+            if job_id is not None:
+                query = query.where(Item.job_id == job_id)
             return list(s.execute(query).scalars())
 
     def claim_job(self, job_id: int, owner: str, now: datetime, ttl_s: float) -> Lease | None:
@@ -53,18 +55,27 @@ class PlanningOps(StoreBase):
                 update(Job).where(held(Job, lease)).values(lease_owner=None, lease_expires_at=None)
             )
 
-    def apply_response_cache(self, job_id: int, now: datetime) -> tuple[int, float]:
-        """Answer never-sent items whose exact params already succeeded in this store.
+    def apply_response_cache(self, job_id: int, now: datetime, endpoint: str) -> tuple[int, float]:
+        """Answer never-sent items whose exact request already succeeded in this store.
 
+        The same request means the same params, sent to the same ``endpoint`` under
+        the same API version: an answer from a simulator never stands in for the
+        real API's, nor one from another version's rules.
         Returns (items answered now, USD the cache has saved this job so far).
         """
         with self._tx() as s:
+            api_version = s.execute(select(Job.api_version).where(Job.id == job_id)).scalar_one()
+            source_job = aliased(Job, name="source_job")
             source = (
                 select(func.min(Result.id))
                 .join(Item, Item.id == Result.item_id)
+                .join(Batch, Batch.id == Result.batch_id)
+                .join(source_job, source_job.id == Item.job_id)
                 .where(
                     Result.result_type == ResultType.SUCCEEDED,
                     Item.params_hash == _PENDING.params_hash,
+                    Batch.endpoint == endpoint,
+                    source_job.api_version == api_version,
                 )
                 .correlate(_PENDING)
                 .scalar_subquery()

@@ -208,6 +208,23 @@ class Resolution:
 
 
 @dataclass(frozen=True, slots=True)
+class FailureGroup:
+    """Failed items of a job that share an error type, with one example message."""
+
+    error_type: str
+    items: int
+    example: str
+
+
+@dataclass(frozen=True, slots=True)
+class BackoffState:
+    """Every worker on the store waits until ``until`` before this kind of call."""
+
+    until: datetime
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class JobReport:
     job: JobRecord
     items: dict[ItemStatus, int] = field(default_factory=dict)
@@ -218,6 +235,11 @@ class JobReport:
     input_tokens: int = 0
     output_tokens: int = 0
     quarantined: int = 0
+    #: Requests in batches the API accepted (every attempt counts once).
+    sent_requests: int = 0
+    #: Requests still to be accepted: items pending, or in a batch not yet created.
+    unsent_requests: int = 0
+    failures: tuple[FailureGroup, ...] = ()
 
     @property
     def terminal(self) -> int:

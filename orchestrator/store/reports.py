@@ -6,10 +6,11 @@ from collections.abc import Iterator
 from typing import Any
 
 from sqlalchemy import func, select, text
+from sqlalchemy.orm import Session
 
-from orchestrator.domain.states import BatchStatus, ItemStatus, ResultType
+from orchestrator.domain.states import REMOTE_BATCH_STATUSES, BatchStatus, ItemStatus, ResultType
 from orchestrator.store._sql import StoreBase, job_record
-from orchestrator.store.records import JobReport
+from orchestrator.store.records import FailureGroup, JobReport
 from orchestrator.store.tables import Batch, Item, Job, Quarantine, Result
 
 #: Rows of ``final_results`` read per transaction while exporting.
@@ -52,9 +53,25 @@ class ReportOps(StoreBase):
                 .join(Batch, Batch.id == Quarantine.batch_id)
                 .where(Batch.job_id == job_id)
             ).scalar_one()
+            sent = s.execute(
+                select(func.coalesce(func.sum(Batch.request_count), 0)).where(
+                    Batch.job_id == job_id, Batch.status.in_(REMOTE_BATCH_STATUSES)
+                )
+            ).scalar_one()
+            unsent_queued = s.execute(
+                select(func.count())
+                .select_from(Item)
+                .join(Batch, Batch.id == Item.batch_id)
+                .where(
+                    Item.job_id == job_id,
+                    Item.status == ItemStatus.QUEUED,
+                    Batch.status.not_in(REMOTE_BATCH_STATUSES),
+                )
+            ).scalar_one()
+            item_counts = {ItemStatus(k): int(v) for k, v in items}
             return JobReport(
                 job=job,
-                items={ItemStatus(k): int(v) for k, v in items},
+                items=item_counts,
                 batches={BatchStatus(k): int(v) for k, v in batches},
                 results={ResultType(k): int(v) for k, v in results},
                 retried_items=int(retried),
@@ -62,6 +79,9 @@ class ReportOps(StoreBase):
                 input_tokens=int(tin or 0),
                 output_tokens=int(tout or 0),
                 quarantined=int(quarantined),
+                sent_requests=int(sent),
+                unsent_requests=item_counts.get(ItemStatus.PENDING, 0) + int(unsent_queued),
+                failures=_failure_groups(s, job_id),
             )
 
     def final_results(self, job_id: int) -> Iterator[dict[str, Any]]:
@@ -85,3 +105,16 @@ class ReportOps(StoreBase):
             for row in rows:
                 yield dict(row)
             after = int(rows[-1]["ordinal"])
+
+
+def _failure_groups(s: Session, job_id: int) -> tuple[FailureGroup, ...]:
+    """Failed items by error type, most frequent first, with one example message each."""
+    rows = s.execute(
+        select(Item.error_type, func.count(), func.min(Item.error_message))
+        .where(Item.job_id == job_id, Item.status == ItemStatus.FAILED)
+        .group_by(Item.error_type)
+        .order_by(func.count().desc(), Item.error_type)
+    ).all()
+    return tuple(
+        FailureGroup(kind or "unspecified", int(n), example or "") for kind, n, example in rows
+    )

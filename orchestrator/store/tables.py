@@ -279,6 +279,8 @@ class Batch(LeaseMixin, Base):
     canceled_count: Mapped[int | None] = mapped_column(Integer)
     expired_count: Mapped[int | None] = mapped_column(Integer)
     results_url: Mapped[str | None] = mapped_column(Text)
+    #: The API base URL the create went to; answers are cached per endpoint.
+    endpoint: Mapped[str | None] = mapped_column(Text)
     cancel_requested: Mapped[bool] = mapped_column(
         Boolean, default=False, server_default=text("false")
     )

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import collections
 import json
-import os
 import signal
 import sqlite3
 import subprocess
@@ -24,6 +23,8 @@ import pytest
 from orchestrator.domain.outcomes import RETRYABLE_ERROR_TYPES
 from orchestrator.domain.planning import parse_custom_id
 from orchestrator.simulator import SimulatorConfig, SimulatorServer
+from tests.acceptance.support import SECRET_KEY, clean_env, sim_env
+from tests.acceptance.support import cli as _cli
 
 ITEMS = 5000
 MAX_ATTEMPTS = 3
@@ -34,7 +35,6 @@ ERRORED_SHARE = {
     "rate_limit_error": 0.005,
 }
 EXPIRED_SHARE = 0.02
-SECRET_KEY = "sk-ant-acceptance-SECRET-1234567890"
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -66,27 +66,7 @@ def simulator() -> Iterator[SimulatorServer]:
 
 
 def _env(sim: SimulatorServer, db: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "ORCHESTRATOR_"))}
-    env.update(
-        ANTHROPIC_API_KEY=SECRET_KEY,
-        ANTHROPIC_BASE_URL=sim.base_url,
-        ORCHESTRATOR_DATABASE_URL=f"sqlite:///{db}",
-        ORCHESTRATOR_POLL_INTERVAL="0.2",
-        ORCHESTRATOR_LEASE_TTL="5",
-        ORCHESTRATOR_LOG_LEVEL="INFO",
-    )
-    return env
-
-
-def _cli(env: dict[str, str], *args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "orchestrator", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
+    return sim_env(sim, db)
 
 
 def _final_rows(db: Path) -> list[dict[str, Any]]:
@@ -117,7 +97,9 @@ def test_run_5000_items_to_completion_agrees_with_ledger(
     env = _env(simulator, db)
     assert _cli(env, "db", "upgrade").returncode == 0
     run = _cli(env, "run", str(spec))
-    assert run.returncode == 0, run.stderr[-3000:]
+    # Invalid requests fail for good: the job ends with failed items (exit 3).
+    assert run.returncode == 3, run.stderr[-3000:]
+    assert "failed: invalid_request_error" in run.stdout
 
     rows = _final_rows(db)
     assert len(rows) == ITEMS
@@ -190,7 +172,7 @@ def test_killed_run_resumes_without_resending(simulator: SimulatorServer, tmp_pa
     proc.wait(timeout=30)
 
     again = _cli(env, "run", str(spec))
-    assert again.returncode == 0, again.stderr[-3000:]
+    assert again.returncode in (0, 3), again.stderr[-3000:]
     assert "resuming" in again.stdout
     ledger = simulator.state.ledger.to_json()
     assert max(ledger["submissions"].values()) == 1
@@ -240,8 +222,7 @@ def test_bad_spec_is_one_clear_line_and_writes_nothing(tmp_path: Path) -> None:
     spec.write_text('name = "bad"\ninput = "rows.jsonl"\nkey = "id"\nunknown_field = 1\n')
     (tmp_path / "rows.jsonl").write_text('{"id": "a", "text": "x"}\n')
     db = tmp_path / "store.db"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "ORCHESTRATOR_"))}
-    env.update(ORCHESTRATOR_DATABASE_URL=f"sqlite:///{db}", ANTHROPIC_API_KEY="sk-x")
+    env = clean_env(ORCHESTRATOR_DATABASE_URL=f"sqlite:///{db}", ANTHROPIC_API_KEY="sk-x")
     assert _cli(env, "db", "upgrade").returncode == 0
     result = _cli(env, "submit", str(spec))
     assert result.returncode == 2
@@ -255,8 +236,7 @@ def test_bad_spec_is_one_clear_line_and_writes_nothing(tmp_path: Path) -> None:
 
 
 def test_missing_key_names_the_variable(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "ORCHESTRATOR_"))}
-    env["ORCHESTRATOR_DATABASE_URL"] = f"sqlite:///{tmp_path / 's.db'}"
+    env = clean_env(ORCHESTRATOR_DATABASE_URL=f"sqlite:///{tmp_path / 's.db'}")
     assert _cli(env, "db", "upgrade").returncode == 0
     result = _cli(env, "batches")
     assert result.returncode == 2
@@ -265,8 +245,7 @@ def test_missing_key_names_the_variable(tmp_path: Path) -> None:
 
 
 def test_store_not_at_head_is_refused(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "ORCHESTRATOR_"))}
-    env["ORCHESTRATOR_DATABASE_URL"] = f"sqlite:///{tmp_path / 'fresh.db'}"
+    env = clean_env(ORCHESTRATOR_DATABASE_URL=f"sqlite:///{tmp_path / 'fresh.db'}")
     result = _cli(env, "status")
     assert result.returncode == 1
     assert "orchestrator db upgrade" in result.stderr

@@ -234,7 +234,7 @@ def test_stale_lease_holder_is_fenced(
         wipe = [Resolution(1, ItemStatus.PENDING, None, "x", "stale write")]
         assert a.store.resolve_items(stale, wipe, now) is False
         assert a.store.finish_batch(stale, BatchStatus.UNAVAILABLE, now, "stale") is False
-        assert a.store.mark_creating(stale, now) is False
+        assert a.store.mark_creating(stale, now, a.api.endpoint) is False
 
         after = b.store.job_report(job_id)
         assert after.items == before.items

@@ -51,7 +51,7 @@ def _client_verdict(
 class _NoJobsStore:
     """run_cycle ends with finish_jobs, which asks for active jobs: there are none."""
 
-    def active_job_ids(self) -> list[int]:
+    def active_job_ids(self, job_id: int | None = None) -> list[int]:
         return []
 
 
@@ -62,7 +62,8 @@ def _run_cycle_failing_with(error: Exception, monkeypatch: pytest.MonkeyPatch) -
         raise error
 
     monkeypatch.setattr(steps, "STEPS", (failing_step,))
-    return run_cycle(cast(StepContext, SimpleNamespace(store=_NoJobsStore())))
+    context = SimpleNamespace(store=_NoJobsStore(), job_id=None, failing_steps=set())
+    return run_cycle(cast(StepContext, context))
 
 
 def _cycle_verdict(error: Exception, monkeypatch: pytest.MonkeyPatch) -> bool:
