@@ -29,7 +29,7 @@ from orchestrator.errors import (
 )
 from orchestrator.logs import configure_logging
 from orchestrator.progress import JobProgress, print_summary
-from orchestrator.runner import drive, make_client, open_store, step_context
+from orchestrator.runner import StopSignals, drive, make_client, open_store, step_context
 from orchestrator.settings import Settings, load_settings
 from orchestrator.steps.context import utcnow
 from orchestrator.steps.jobs import resolve_job, submit_spec
@@ -119,14 +119,24 @@ def run(spec: SpecArg) -> None:
         )
         verb = "recorded" if created else "resuming"
         console.print(f"job [bold]{job.name}[/] (id {job.id}) {verb}: {job.items_total:,} items")
-        try:
+        with StopSignals(_say_stopping) as stop:
             with JobProgress(console, job.items_total) as progress:
-                report = drive(ctx, job.id, progress.update, on_waiting=progress.waiting)
-        except KeyboardInterrupt:
-            err_console.print("stopped: run the same command again to resume this job")
-            raise typer.Exit(ExitCode.INTERRUPTED) from None
+                report = drive(
+                    ctx,
+                    job.id,
+                    progress.update,
+                    on_waiting=progress.waiting,
+                    should_stop=stop.stop.is_set,
+                )
+    if stop.stop.is_set() and report.job.status is JobStatus.ACTIVE:
+        err_console.print("stopped: run the same command again to resume this job")
+        raise typer.Exit(ExitCode.INTERRUPTED)
     print_summary(console, report, store_engine.mask_url(settings.database_url))
     raise typer.Exit(_run_exit_code(report))
+
+
+def _say_stopping(_signum: int) -> None:
+    err_console.print("stopping after the current step (a second signal exits at once)...")
 
 
 def _run_exit_code(report: JobReport) -> ExitCode:

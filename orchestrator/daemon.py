@@ -15,18 +15,16 @@ to duplicate execution, so it keeps nothing but timers in memory here.
 from __future__ import annotations
 
 import logging
-import os
-import signal
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
-from types import FrameType
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 
 from orchestrator.domain.spec import load_spec
 from orchestrator.errors import ConfigError, OrchestratorError
+from orchestrator.runner import StopSignals
 from orchestrator.steps import run_cycle
 from orchestrator.steps.context import StepContext, utcnow
 from orchestrator.steps.jobs import submit_spec
@@ -110,24 +108,17 @@ class Daemon:
 def run_daemon(ctx: StepContext, specs: list[Path]) -> None:
     """Run until SIGTERM/SIGINT."""
     daemon = Daemon(ctx, specs)
-    signals = {"count": 0}
 
-    def on_signal(signum: int, _frame: FrameType | None) -> None:
-        signals["count"] += 1
-        if signals["count"] > 1:
-            log.warning("second signal: exiting now")
-            os._exit(130)
+    def on_signal(signum: int) -> None:
         log.info("signal %s: finishing the current step, then exiting", signum)
         daemon.stopping.set()
 
-    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
-    daemon.start()
-    log.info("daemon %s started (poll every %.0f s)", ctx.owner, ctx.settings.poll_interval_s)
-    try:
-        while not daemon.stopping.wait(0.2):
-            pass
-    finally:
-        daemon.stop()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-        log.info("daemon stopped")
+    with StopSignals(on_signal):
+        daemon.start()
+        log.info("daemon %s started (poll every %.0f s)", ctx.owner, ctx.settings.poll_interval_s)
+        try:
+            while not daemon.stopping.wait(0.2):
+                pass
+        finally:
+            daemon.stop()
+            log.info("daemon stopped")

@@ -12,6 +12,7 @@ The tree::
     │   └── BudgetExceededError      the pre-flight estimate is above budget_usd
     ├── StoreError                   the SQL job store
     │   ├── StoreUnavailableError    cannot connect / locked / gone
+    │   ├── StoreDataError           the database refused a value
     │   └── StoreNotAtHeadError      schema is not at the Alembic head
     └── APIError                     anything from the Message Batches API client
         ├── APIConnectionError       transport failure (the request may not have arrived)
@@ -94,6 +95,10 @@ class StoreError(OrchestratorError):
 
 class StoreUnavailableError(StoreError):
     """The job store cannot be reached; check ORCHESTRATOR_DATABASE_URL."""
+
+
+class StoreDataError(StoreError):
+    """The database refused a value (too long, a character it can't hold)."""
 
 
 class StoreNotAtHeadError(StoreError):
@@ -192,8 +197,14 @@ class AmbiguousCreateError(APIError):
 
     The request body was sent but no usable answer came back (read timeout,
     connection reset, 5xx). The batch may exist: reconcile by listing before
-    sending anything again.
+    sending anything again. ``answered`` says the API did answer (a 5xx, a body
+    that is not a batch): whatever it made exists by then, so reconciling can
+    end soon; without an answer the create may still be under way.
     """
+
+    def __init__(self, message: str | None = None, *, answered: bool = False) -> None:
+        self.answered = answered
+        super().__init__(message)
 
 
 class ForeignResultsURLError(APIError):

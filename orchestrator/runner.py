@@ -7,10 +7,15 @@ daemon runs, in a loop, until every item of the job is terminal.
 from __future__ import annotations
 
 import logging
+import os
+import signal
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
+from types import FrameType
+from typing import Any
 
 from orchestrator.api.client import BatchesClient
 from orchestrator.domain.states import (
@@ -22,6 +27,7 @@ from orchestrator.errors import APIUnreachableError
 from orchestrator.settings import Settings
 from orchestrator.steps import StepContext, StepReport, run_cycle
 from orchestrator.steps.context import utcnow
+from orchestrator.steps.leases import LeaseKeeper
 from orchestrator.steps.waiting import waiting_reason
 from orchestrator.store.queries import Store
 from orchestrator.store.records import JobReport
@@ -38,6 +44,7 @@ def make_client(settings: Settings) -> BatchesClient:
         base_url=settings.base_url,
         api_version=settings.api_version,
         timeout_s=settings.request_timeout_s,
+        create_timeout_s=settings.create_timeout_s,
         connect_timeout_s=settings.connect_timeout_s,
         max_retries=settings.max_retries,
     )
@@ -54,12 +61,41 @@ def open_store(settings: Settings) -> Iterator[Store]:
 
 @contextmanager
 def step_context(settings: Settings) -> Iterator[StepContext]:
-    """A store at head plus an API client, both closed on exit."""
+    """A store at head plus an API client, both closed on exit; while it is open, a
+    heartbeat renews this worker's leases."""
     with open_store(settings) as store, make_client(settings) as api:
         ctx = StepContext(store=store, api=api, settings=settings)
         if settings.worker_id:
             ctx.owner = settings.worker_id
-        yield ctx
+        with LeaseKeeper(store, ctx.owner, ctx.ttl_s, utcnow):
+            yield ctx
+
+
+class StopSignals:
+    """SIGTERM/SIGINT while a command works: the first asks it to stop after the step
+    under way (its transaction commits or rolls back, its leases are released); the
+    second exits at once (safe too: every step can be re-run after a crash)."""
+
+    def __init__(self, on_first: Callable[[int], None] = lambda _signum: None) -> None:
+        self.stop = threading.Event()
+        self._on_first = on_first
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> StopSignals:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+    def _handle(self, signum: int, _frame: FrameType | None) -> None:
+        if self.stop.is_set():
+            log.warning("second signal: exiting now")
+            os._exit(130)
+        self.stop.set()
+        self._on_first(signum)
 
 
 def busy(reports: list[StepReport]) -> bool:

@@ -18,10 +18,13 @@ POLL_INTERVAL_S = 30.0
 REQUEST_TIMEOUT_S = 600.0
 CONNECT_TIMEOUT_S = 5.0
 MAX_RETRIES = 4
-LEASE_TTL_S = 120.0
+#: A lease lasts this long without a heartbeat; its holder renews it every third of it.
+LEASE_TTL_S = 30.0
+#: How long a create waits for the API's answer before its outcome is reconciled.
+CREATE_TIMEOUT_S = 60.0
 INGEST_CHUNK_ROWS = 1000
 #: Window before a lost create's intent in which a listed batch may be ours.
-RECONCILE_SKEW_S = 300.0
+RECONCILE_SKEW_S = 30.0
 #: How long ``orchestrator run`` keeps trying an API it cannot reach before giving up.
 UNREACHABLE_TIMEOUT_S = 300.0
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -49,6 +52,9 @@ class Settings(BaseSettings):
     )
     request_timeout_s: float = Field(
         default=REQUEST_TIMEOUT_S, gt=0, validation_alias=_env("ORCHESTRATOR_REQUEST_TIMEOUT")
+    )
+    create_timeout_s: float = Field(
+        default=CREATE_TIMEOUT_S, gt=0, validation_alias=_env("ORCHESTRATOR_CREATE_TIMEOUT")
     )
     connect_timeout_s: float = Field(
         default=CONNECT_TIMEOUT_S, gt=0, validation_alias=_env("ORCHESTRATOR_CONNECT_TIMEOUT")

@@ -7,7 +7,8 @@ HTTP; ``models`` parses what comes back; ``jsonl`` frames the results stream;
 
 from __future__ import annotations
 
-from orchestrator.api.client import BatchesClient, ClientState, CreateRequests
+from orchestrator.api.body import CreateRequests
+from orchestrator.api.client import BatchesClient, ClientState
 from orchestrator.api.jsonl import iter_lines
 from orchestrator.api.models import (
     BatchResult,

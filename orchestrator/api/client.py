@@ -24,6 +24,7 @@ from pydantic import BaseModel, ValidationError
 
 from orchestrator import errors
 from orchestrator.api import jsonl, retry
+from orchestrator.api.body import CreateBody, CreateRequests
 from orchestrator.api.models import (
     DeletedMessageBatch,
     MessageBatch,
@@ -31,21 +32,13 @@ from orchestrator.api.models import (
     MessageTokensCount,
     parse_error_envelope,
 )
-from orchestrator.domain.contract import (
-    DEFAULT_API_VERSION,
-    DEFAULT_BASE_URL,
-    body_size,
-    frame_body,
-)
+from orchestrator.domain.contract import DEFAULT_API_VERSION, DEFAULT_BASE_URL
 
 #: Per-read timeout in seconds (SDK default); a long but steady download never hits it.
 DEFAULT_TIMEOUT_S = 600.0
 DEFAULT_CONNECT_TIMEOUT_S = 5.0
 DEFAULT_MAX_RETRIES = 4
 DEFAULT_USER_AGENT = "batch-orchestrator/0.1"
-#: A create body is handed to httpx in pieces of about this many bytes: few socket
-#: writes, and memory bounded by one piece instead of the whole (up to 256 MB) body.
-BODY_CHUNK_BYTES = 64 * 1024
 #: Params that ``/v1/messages/count_tokens`` accepts; batch-only ones such as
 #: ``max_tokens`` or ``metadata`` would be rejected there.
 COUNT_TOKENS_FIELDS = frozenset({"model", "messages", "system", "tools", "tool_choice", "thinking"})
@@ -77,9 +70,6 @@ _STATUS_HINTS = {
 }
 
 M = TypeVar("M", bound=BaseModel)
-
-#: What ``create`` takes: see its docstring.
-CreateRequests = Iterable[bytes] | Callable[[], Iterable[bytes]]
 
 
 class ClientState(enum.Enum):
@@ -121,6 +111,7 @@ class BatchesClient:
         api_version: str = DEFAULT_API_VERSION,
         timeout_s: float = DEFAULT_TIMEOUT_S,
         connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S,
+        create_timeout_s: float | None = None,
         max_retries: int = DEFAULT_MAX_RETRIES,
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
@@ -136,6 +127,11 @@ class BatchesClient:
         self._api_version = api_version
         self._user_agent = user_agent
         self._max_retries = max_retries
+        # A create waits this long for its answer: past it, the outcome is reconciled
+        # by listing, so a short wait bounds how long a job stalls on a lost answer.
+        self._create_timeout = httpx.Timeout(
+            create_timeout_s or timeout_s, connect=connect_timeout_s
+        )
         self._sleep = sleep
         self._rng = rng or random.Random()
         self._state = ClientState.UNOPENED
@@ -206,20 +202,23 @@ class BatchesClient:
         2xx whose body is not a batch raises ``errors.AmbiguousCreateError`` at once:
         reconcile by listing batches before sending anything again.
         """
-        body = _CreateBody(requests)
+        body = CreateBody(requests)
         headers = {"content-type": "application/json"}
         if body.content_length is not None:
             headers["content-length"] = str(body.content_length)
         if betas:
             headers["anthropic-beta"] = ",".join(betas)
-        build = self._builder("POST", BATCHES_PATH, headers=headers, content=body.chunks)
+        build = self._builder(
+            "POST", BATCHES_PATH, headers=headers, content=body.chunks, timeout=self._create_timeout
+        )
         response = self._send(build, create=True, can_resend=body.replayable)
         try:
             return MessageBatch.model_validate_json(response.content)
         except ValidationError as exc:
             raise errors.AmbiguousCreateError(
                 f"The create call answered {response.status_code} but its body is not a batch;"
-                " the batch may exist: reconcile by listing batches before sending again."
+                " the batch may exist: reconcile by listing batches before sending again.",
+                answered=True,
             ) from exc
 
     def retrieve(self, batch_id: str) -> MessageBatch:
@@ -324,6 +323,7 @@ class BatchesClient:
         params: Mapping[str, str | int] | None = None,
         headers: Mapping[str, str] | None = None,
         content: Callable[[], Iterable[bytes] | bytes] | None = None,
+        timeout: httpx.Timeout | None = None,
     ) -> Callable[[int], httpx.Request]:
         """A factory of fresh requests, one per attempt (a streamed body is single-use)."""
 
@@ -334,6 +334,7 @@ class BatchesClient:
                 params=params,
                 headers={**self._common_headers(attempt), **(headers or {})},
                 content=None if content is None else content(),
+                timeout=timeout if timeout is not None else httpx.USE_CLIENT_DEFAULT,
             )
 
         return build
@@ -394,7 +395,7 @@ class BatchesClient:
         where = f"{request.method} {request.url.path}"
         detail = f"{type(exc).__name__}: {self._redact(str(exc))}"
         if create and not retry.create_may_retry_transport(exc):
-            return _Failure(_ambiguous_create(detail), exc, retryable=False)
+            return _Failure(_ambiguous_create(detail, answered=False), exc, retryable=False)
         error: errors.APIError
         if isinstance(exc, httpx.TimeoutException):
             error = errors.APITimeoutError(f"{where} timed out ({detail}); retry later.")
@@ -409,7 +410,7 @@ class BatchesClient:
         if not create:
             retryable = retry.is_transient(error)
         elif retry.create_outcome_unknown(error.status_code):
-            return _Failure(_ambiguous_create(str(error)), error, retryable=False)
+            return _Failure(_ambiguous_create(str(error), answered=True), error, retryable=False)
         else:
             retryable = retry.create_may_retry_status(error.status_code, error.should_retry)
         return _Failure(error, None, retryable, error.retry_after_s)
@@ -450,7 +451,16 @@ class BatchesClient:
     @contextmanager
     def _open_results(self, url: httpx.URL) -> Iterator[Iterator[bytes]]:
         headers = {"accept": "application/x-jsonl"}
-        response = self._send(self._builder("GET", url, headers=headers), stream=True)
+        try:
+            response = self._send(self._builder("GET", url, headers=headers), stream=True)
+        except errors.APIStatusError as exc:
+            if 300 <= exc.status_code < 400:
+                # Redirects are never followed: the key would go along to wherever.
+                raise errors.ForeignResultsURLError(
+                    f"the results download answered {exc.status_code} (a redirect); not "
+                    "followed, so the API key is not sent to another host"
+                ) from exc
+            raise
         lines = _ResultLines(response)
         try:
             yield lines
@@ -493,69 +503,11 @@ class _ResultLines(Iterator[bytes]):
         self._response.close()
 
 
-class _CreateBody:
-    """The ``{"requests":[...]}`` body of a create, streamed from caller-serialized parts."""
-
-    def __init__(self, requests: CreateRequests) -> None:
-        if isinstance(requests, bytes | bytearray | str):
-            raise TypeError("create() takes an iterable of serialized requests, not one string.")
-        self.content_length: int | None = None
-        self.replayable = True
-        if isinstance(requests, Sequence):
-            self.content_length = _body_length(requests)
-            self._factory: Callable[[], Iterable[bytes]] = lambda: requests
-        elif callable(requests):
-            self._factory = requests
-        else:
-            self.replayable = False
-            self._factory = _once(requests)
-
-    def chunks(self) -> Iterator[bytes]:
-        """A fresh iterator over the body, in pieces of about ``BODY_CHUNK_BYTES``."""
-        return _coalesce(frame_body(self._factory()), BODY_CHUNK_BYTES)
-
-
-def _body_length(requests: Sequence[bytes]) -> int:
-    for request in requests:
-        if not isinstance(request, bytes):
-            raise TypeError(f"each request must be bytes, not {type(request).__name__}")
-    return body_size(map(len, requests))
-
-
-def _once(requests: Iterable[bytes]) -> Callable[[], Iterable[bytes]]:
-    used = False
-
-    def factory() -> Iterable[bytes]:
-        nonlocal used
-        if used:
-            raise RuntimeError("a one-shot iterable of requests cannot be sent twice")
-        used = True
-        return requests
-
-    return factory
-
-
-def _coalesce(parts: Iterable[bytes], size: int) -> Iterator[bytes]:
-    buffer = bytearray()
-    for part in parts:
-        if len(part) >= size:  # big enough alone: pass it on without a copy
-            if buffer:
-                yield bytes(buffer)
-                buffer.clear()
-            yield part
-            continue
-        buffer += part
-        if len(buffer) >= size:
-            yield bytes(buffer)
-            buffer.clear()
-    if buffer:
-        yield bytes(buffer)
-
-
-def _ambiguous_create(detail: str) -> errors.AmbiguousCreateError:
+def _ambiguous_create(detail: str, *, answered: bool) -> errors.AmbiguousCreateError:
     return errors.AmbiguousCreateError(
         f"The batch create got no usable answer ({detail}); the batch may exist: "
-        "reconcile by listing batches before sending it again."
+        "reconcile by listing batches before sending it again.",
+        answered=answered,
     )
 
 

@@ -14,11 +14,13 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 import orjson
 
+from orchestrator.api.jsonl import OVERSIZED_PREFIX_BYTES
 from orchestrator.api.models import (
     ErroredResult,
     Message,
@@ -29,9 +31,10 @@ from orchestrator.api.models import (
 )
 from orchestrator.chunking import chunked
 from orchestrator.domain.outcomes import decide, decide_missing
+from orchestrator.domain.planning import parse_custom_id
 from orchestrator.domain.pricing import PriceTable, UsageCounts, cost_usd
-from orchestrator.domain.states import BatchStatus, JobStatus, Outcome, ResultType
-from orchestrator.errors import APIError, NotFoundError
+from orchestrator.domain.states import BatchStatus, ItemStatus, JobStatus, Outcome, ResultType
+from orchestrator.errors import APIError, ForeignResultsURLError, NotFoundError, StoreDataError
 from orchestrator.steps.context import (
     INGEST_RETRY_S,
     MAX_SHORT_DOWNLOADS,
@@ -51,6 +54,8 @@ from orchestrator.store.records import (
 )
 
 BATCHES_PER_RUN = 4
+#: The longest wait between two tries of a failing ingest.
+MAX_INGEST_RETRY_S = 300.0
 RESOLVE_PAGE_ROWS = 1000
 #: Characters of a parse error kept in the quarantine row.
 QUARANTINE_ERROR_CHARS = 2000
@@ -60,10 +65,19 @@ _NO_RESULT_REASON = {
     ResultType.CANCELED: "the batch was canceled before this request was processed",
 }
 MISSING_RESULT = "missing_result"
+RESULTS_UNAVAILABLE = "results_unavailable"
+UNREADABLE_RESULT = "unreadable_result"
+
+
+_CUSTOM_ID_FIELD = re.compile(rb'"custom_id"\s*:\s*"([A-Za-z0-9_-]{1,64})"')
 
 
 class _LeaseLost(Exception):
     """Another worker took the batch over; stop touching it."""
+
+
+class _Foreign(Exception):
+    """The adopted remote batch is somebody else's; nothing of it is stored."""
 
 
 def ingest(ctx: StepContext, now: datetime) -> StepReport:
@@ -90,19 +104,33 @@ def ingest_batch(ctx: StepContext, lease: Lease) -> str:
         return _finish(ctx, lease, batch, BatchStatus.UNAVAILABLE, "no results_url: batch gone")
     try:
         _download(ctx, lease, batch)
+    except _Foreign as exc:
+        return _undo_adoption(ctx, lease, batch, str(exc))
+    except ForeignResultsURLError as exc:
+        # The results exist (and were billed) but only elsewhere: never fetched with
+        # our key, and never bought again by re-sending. The items fail with the reason.
+        reason = f"results not downloadable: {exc}"
+        return _finish(ctx, lease, batch, BatchStatus.UNAVAILABLE, reason, lost=reason)
     except NotFoundError as exc:
         # Archived (29 days after created_at) or deleted: results can't be had.
         return _finish(ctx, lease, batch, BatchStatus.UNAVAILABLE, f"results unavailable: {exc}")
-    except APIError as exc:
-        ctx.store.defer_ingest(
-            lease, str(exc), utcnow() + timedelta(seconds=INGEST_RETRY_S), utcnow()
+    except (APIError, StoreDataError) as exc:
+        wait = ingest_backoff_s(batch.ingest_attempts)
+        ctx.store.defer_ingest(lease, str(exc), utcnow() + timedelta(seconds=wait), utcnow())
+        log.warning(
+            "batch %s: ingest failed (%s); will download again in %.0f s", batch.id, exc, wait
         )
-        log.warning("batch %s: results download failed (%s); will download again", batch.id, exc)
         return "deferred"
     stored = ctx.store.count_results(batch.id)
     if stored < batch.request_count and batch.ingest_attempts + 1 < MAX_SHORT_DOWNLOADS:
+        # A short (or empty) but clean file is fetched again, after a pause, before
+        # anything is re-sent: the API may still be writing it.
+        wait = ingest_backoff_s(batch.ingest_attempts)
         ctx.store.defer_ingest(
-            lease, f"{stored}/{batch.request_count} results stored", utcnow(), utcnow()
+            lease,
+            f"{stored}/{batch.request_count} results stored",
+            utcnow() + timedelta(seconds=wait),
+            utcnow(),
         )
         return "short"
     note = (
@@ -116,15 +144,43 @@ def ingest_batch(ctx: StepContext, lease: Lease) -> str:
     return _finish(ctx, lease, batch, BatchStatus.INGESTED, note)
 
 
+def ingest_backoff_s(attempts: int) -> float:
+    """Seconds before a failed ingest is tried again: doubling, capped."""
+    return min(INGEST_RETRY_S * 2.0**attempts, MAX_INGEST_RETRY_S)
+
+
 def _download(ctx: StepContext, lease: Lease, batch: BatchRecord) -> None:
     assert batch.results_url is not None
     with ctx.api.results_lines(batch.results_url) as lines:
-        for chunk in chunked(enumerate(lines, start=1), ctx.settings.ingest_chunk_rows):
+        for index, chunk in enumerate(
+            chunked(enumerate(lines, start=1), ctx.settings.ingest_chunk_rows)
+        ):
             rows, quarantine = _rows(ctx, batch, chunk)
+            if index == 0 and batch.adopted:
+                _prove_adoption(ctx, rows, quarantine)
             if not ctx.store.upsert_results(lease, rows, quarantine):
                 raise _LeaseLost
             if not ctx.store.heartbeat(lease, utcnow(), ctx.ttl_s):
                 raise _LeaseLost
+
+
+def _prove_adoption(
+    ctx: StepContext, rows: list[ResultRow], quarantine: list[QuarantineLine]
+) -> None:
+    """An adopted batch whose first results hold none of our requests, and no custom_id
+    of this store at all, was somebody else's (another store sharing the key)."""
+    if rows or not quarantine:
+        return
+    tag = ctx.store.store_tag()
+    if any(_ours(q.custom_id, tag) for q in quarantine):
+        return
+    sample = next((q.custom_id for q in quarantine if q.custom_id), "none")
+    raise _Foreign(f"its results are not this store's requests (custom_id {sample!r})")
+
+
+def _ours(custom_id: str | None, tag: str) -> bool:
+    parts = None if custom_id is None else parse_custom_id(custom_id)
+    return parts is not None and parts.store_tag == tag
 
 
 def _rows(
@@ -136,7 +192,8 @@ def _rows(
         try:
             parsed.append((line_no, raw, parse_result_line(raw)))
         except ValueError as exc:
-            quarantine.append(_quarantine(batch.id, line_no, raw, None, f"unparseable: {exc}"))
+            custom_id = _custom_id_in(raw)
+            quarantine.append(_quarantine(batch.id, line_no, raw, custom_id, f"unparseable: {exc}"))
     routes = ctx.store.route_custom_ids(batch.id, [p[2].custom_id for p in parsed])
     rows: list[ResultRow] = []
     for line_no, raw, line in parsed:
@@ -147,6 +204,12 @@ def _rows(
             continue
         rows.append(result_row(batch.id, route, line, ctx.prices))
     return rows, quarantine
+
+
+def _custom_id_in(raw: bytes) -> str | None:
+    """The custom_id an unreadable line shows, if any (it names whose result it is)."""
+    found = _CUSTOM_ID_FIELD.search(raw[:OVERSIZED_PREFIX_BYTES])
+    return found.group(1).decode("ascii") if found else None
 
 
 def _quarantine(
@@ -223,14 +286,35 @@ def usage_counts(usage: Usage) -> UsageCounts:
     )
 
 
+def _undo_adoption(ctx: StepContext, lease: Lease, batch: BatchRecord, reason: str) -> str:
+    """Forget a wrongly adopted batch: its create is reconciled again without it."""
+    if not ctx.store.mark_foreign(lease, reason, utcnow()):
+        retry_at = utcnow() + timedelta(seconds=INGEST_RETRY_S)
+        ctx.store.defer_ingest(lease, f"foreign, undo postponed: {reason}", retry_at, utcnow())
+        return "deferred"
+    log.warning(
+        "batch %s: adopted %s was not ours (%s); reconciling again",
+        batch.id,
+        batch.remote_id,
+        reason,
+    )
+    return "foreign"
+
+
 def _finish(
-    ctx: StepContext, lease: Lease, batch: BatchRecord, status: BatchStatus, note: str | None
+    ctx: StepContext,
+    lease: Lease,
+    batch: BatchRecord,
+    status: BatchStatus,
+    note: str | None,
+    *,
+    lost: str | None = None,
 ) -> str:
     job = ctx.store.job_of_batch(batch.id)
     canceled = job.status is JobStatus.CANCELED
     after = 0
     while page := ctx.store.request_refs(batch.id, after, RESOLVE_PAGE_ROWS):
-        resolutions = [resolve(ref, job.max_attempts, canceled) for _, ref in page]
+        resolutions = [resolve(ref, job.max_attempts, canceled, lost) for _, ref in page]
         if not ctx.store.resolve_items(lease, resolutions, utcnow()):
             raise _LeaseLost
         after = page[-1][0]
@@ -242,10 +326,20 @@ def _finish(
     return status
 
 
-def resolve(ref: RequestRef, max_attempts: int, job_canceled: bool) -> Resolution:
-    """What happens to an item given its result (or the lack of one) in this batch."""
+def resolve(
+    ref: RequestRef, max_attempts: int, job_canceled: bool, lost: str | None = None
+) -> Resolution:
+    """What happens to an item given its result (or the lack of one) in this batch.
+
+    A result the API returned but that can't be had (``lost``: its file is elsewhere)
+    or read (its line is quarantined) was billed: the item fails with the reason
+    instead of being bought again.
+    """
     error_type: str | None
     message: str | None
+    if ref.result_type is None and (lost or ref.quarantined):
+        kind, reason = (RESULTS_UNAVAILABLE, lost) if lost else (UNREADABLE_RESULT, ref.quarantined)
+        return Resolution(ref.item_id, ItemStatus.FAILED, None, kind, f"{reason} (not re-sent)")
     if ref.result_type is None:
         outcome = decide_missing(ref.attempt, max_attempts, canceled_by_user=job_canceled)
         error_type, message = MISSING_RESULT, "no result line for this request"

@@ -2,26 +2,31 @@
 
 A create is ``unknown`` after a timeout or reset once its body was sent, a 5xx,
 or a worker that died mid-call. The API takes no idempotency key and a batch
-carries no metadata, so the only evidence is the list of batches: one created
-in the intent's time window, with our request count, that no row of this store
-owns yet (:func:`reconcile` decides, purely):
+carries no metadata, so the evidence is the list of batches: one created in the
+create's window (``domain.recovery``), with its request count, that is neither
+held by a row of this store nor proven foreign (:func:`reconcile` decides):
 
-* exactly one candidate: adopt it (its results are routed by custom_id);
-* none, once the window has passed: the create never happened, plan it again;
-* several: adopt the one created closest to the intent and report the others
-  (ownership of those can only be proven from their results' custom_ids).
+* a candidate: adopt the one created closest to the intent. No other create of
+  this store in flight has the same request count (a unique index), so within
+  the store the match is exact; a batch of another store sharing the API key
+  could still match, so the adoption stays tentative until ingest reads its
+  results' custom_ids (which carry this store's tag) and undoes a wrong one;
+* none, once the create's deadline has passed: it never happened; plan it again.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from enum import StrEnum
 
 from orchestrator.api.models import MessageBatch
+from orchestrator.domain.recovery import match_window, unanswered_deadline
 from orchestrator.domain.states import BatchStatus
+from orchestrator.settings import Settings
 from orchestrator.steps.context import StepContext, StepReport, log
+from orchestrator.steps.leases import free_dead_local_leases
 from orchestrator.steps.remote import remote_state
 from orchestrator.steps.submit import replan
 from orchestrator.store.records import BatchRecord, Lease
@@ -33,9 +38,9 @@ SETTLES_PER_RUN = 50
 
 
 class Verdict(StrEnum):
-    ADOPT = "adopted"  #: A listed batch is this create's: record its id.
-    WAIT = "waiting"  #: Nothing matches yet, but the window is still open.
-    REPLAN = "replanned"  #: Nothing matched in the whole window: the create never happened.
+    ADOPT = "adopted"  #: A listed batch is this create's (tentatively): record its id.
+    WAIT = "waiting"  #: Nothing matches yet, and the create may still be processed.
+    REPLAN = "replanned"  #: Nothing matched by the deadline: the create never happened.
 
 
 @dataclass(frozen=True)
@@ -45,18 +50,21 @@ class Reconciliation:
     others: list[MessageBatch] = field(default_factory=list)
 
 
-def create_window(intent_at: datetime, upload_s: float, skew_s: float) -> tuple[datetime, datetime]:
-    """When a batch made by this create can have been stamped ``created_at``."""
-    skew = timedelta(seconds=skew_s)
-    return intent_at - skew, intent_at + timedelta(seconds=upload_s) + skew
+def deadline_of(batch: BatchRecord, settings: Settings) -> datetime:
+    """When an unknown create not yet listed may be declared never made."""
+    assert batch.intent_at is not None  # schema: unknown implies intent_at
+    if batch.reconcile_until is not None:
+        return batch.reconcile_until
+    return unanswered_deadline(batch.intent_at, batch.body_bytes, settings.create_timeout_s)
 
 
 def reconcile(
     request_count: int,
     intent_at: datetime,
+    deadline: datetime,
     window: tuple[datetime, datetime],
     listing: Sequence[MessageBatch],
-    owned: Collection[str],
+    excluded: Collection[str],
     now: datetime,
 ) -> Reconciliation:
     """What to do with one unknown create, given the listing of remote batches."""
@@ -64,18 +72,21 @@ def reconcile(
     candidates = [
         r
         for r in listing
-        if r.id not in owned
+        if r.id not in excluded
         and start <= r.created_at <= end
         and r.request_counts.total == request_count
     ]
     if not candidates:
-        return Reconciliation(Verdict.WAIT if now <= end else Verdict.REPLAN)
+        return Reconciliation(Verdict.WAIT if now <= deadline else Verdict.REPLAN)
     chosen = min(candidates, key=lambda r: abs((r.created_at - intent_at).total_seconds()))
     return Reconciliation(Verdict.ADOPT, chosen, [r for r in candidates if r is not chosen])
 
 
 def recover(ctx: StepContext, now: datetime) -> StepReport:
     report = StepReport("recover")
+    freed = free_dead_local_leases(ctx.store, ctx.owner, now)
+    if freed:
+        report.add("freed_leases", freed)
     abandoned = ctx.store.abandoned_creates(now, ctx.job_id)
     if abandoned:
         report.add("abandoned_creates", abandoned)
@@ -87,9 +98,9 @@ def recover(ctx: StepContext, now: datetime) -> StepReport:
     try:
         batches = [ctx.store.get_batch(lease.row_id) for lease in leases]
         listing = _recent_batches(ctx, batches)
-        owned = set(ctx.store.owned_remote_ids())
+        excluded = set(ctx.store.owned_remote_ids()) | ctx.store.foreign_remote_ids()
         for lease, batch in zip(leases, batches, strict=True):
-            report.add(_settle(ctx, lease, batch, listing, owned, now))
+            report.add(_settle(ctx, lease, batch, listing, excluded, now))
     finally:
         for lease in leases:
             ctx.store.release_batch(lease)
@@ -97,9 +108,9 @@ def recover(ctx: StepContext, now: datetime) -> StepReport:
 
 
 def _window(ctx: StepContext, batch: BatchRecord) -> tuple[datetime, datetime]:
-    assert batch.intent_at is not None  # schema: unknown implies intent_at
-    settings = ctx.settings
-    return create_window(batch.intent_at, settings.request_timeout_s, settings.reconcile_skew_s)
+    assert batch.intent_at is not None
+    deadline = deadline_of(batch, ctx.settings)
+    return match_window(batch.intent_at, deadline, ctx.settings.reconcile_skew_s)
 
 
 def _recent_batches(ctx: StepContext, batches: list[BatchRecord]) -> list[MessageBatch]:
@@ -118,12 +129,19 @@ def _settle(
     lease: Lease,
     batch: BatchRecord,
     listing: list[MessageBatch],
-    owned: set[str],
+    excluded: set[str],
     now: datetime,
 ) -> Verdict:
     assert batch.intent_at is not None
+    deadline = deadline_of(batch, ctx.settings)
     found = reconcile(
-        batch.request_count, batch.intent_at, _window(ctx, batch), listing, owned, now
+        batch.request_count,
+        batch.intent_at,
+        deadline,
+        _window(ctx, batch),
+        listing,
+        excluded,
+        now,
     )
     if found.verdict is Verdict.REPLAN:
         replan(ctx, lease, "reconciled: the create never happened", now, now)
@@ -131,13 +149,17 @@ def _settle(
     elif found.chosen is not None:
         if found.others:
             log.warning(
-                "batch %s: %s remote batches match; adopted %s, possible duplicates: %s",
+                "batch %s: %s remote batches match; adopted %s, also matching: %s",
                 batch.id,
                 len(found.others) + 1,
                 found.chosen.id,
                 ", ".join(r.id for r in found.others),
             )
-        ctx.store.record_created(lease, remote_state(found.chosen), now)
-        owned.add(found.chosen.id)
+        if not ctx.store.record_created(lease, remote_state(found.chosen), now, adopted=True):
+            log.warning(
+                "batch %s: %s was taken meanwhile; will look again", batch.id, found.chosen.id
+            )
+            return Verdict.WAIT
+        excluded.add(found.chosen.id)
         log.info("batch %s: adopted %s after a lost create", batch.id, found.chosen.id)
     return found.verdict

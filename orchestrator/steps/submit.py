@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 
 from orchestrator.api.retry import is_transient
 from orchestrator.domain.planning import request_bytes
+from orchestrator.domain.recovery import answered_deadline
 from orchestrator.domain.states import BatchStatus
 from orchestrator.errors import (
     AmbiguousCreateError,
@@ -70,8 +71,10 @@ def _create(ctx: StepContext, lease: Lease, now: datetime, report: StepReport) -
     try:
         batch = ctx.api.create(lambda: _body_lines(ctx, lease.row_id))
     except AmbiguousCreateError as exc:
+        # Answered: whatever the API made exists now, so the listing settles it soon.
+        until = answered_deadline(utcnow()) if exc.answered else None
         log.warning("batch %s: create outcome unknown (%s); will reconcile", lease.row_id, exc)
-        ctx.store.mark_unknown(lease, str(exc), utcnow())
+        ctx.store.mark_unknown(lease, str(exc), utcnow(), until)
         return BatchStatus.UNKNOWN
     except (BadRequestError, RequestTooLargeError) as exc:
         log.error("batch %s: the API refused the create: %s", lease.row_id, exc)
@@ -87,7 +90,7 @@ def _create(ctx: StepContext, lease: Lease, now: datetime, report: StepReport) -
     except BaseException:
         # Ctrl-C, SIGTERM or a bug mid-POST: the body may have arrived. Never resend
         # blindly; reconcile by listing like any other create of unknown outcome.
-        ctx.store.mark_unknown(lease, "interrupted during the create", utcnow())
+        ctx.store.mark_unknown(lease, "interrupted during the create", utcnow(), None)
         raise
     if not ctx.store.record_created(lease, remote_state(batch), utcnow()):
         log.warning("batch %s: lost its lease before recording %s", lease.row_id, batch.id)

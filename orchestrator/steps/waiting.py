@@ -6,7 +6,7 @@ from datetime import datetime
 
 from orchestrator.domain.states import BatchStatus
 from orchestrator.settings import Settings
-from orchestrator.steps.recover import create_window
+from orchestrator.steps.recover import deadline_of
 from orchestrator.steps.submit import BACKOFF_SCOPE
 from orchestrator.store.queries import Store
 
@@ -20,11 +20,7 @@ def waiting_reason(store: Store, settings: Settings, job_id: int, now: datetime)
     """
     unknown = store.batches([BatchStatus.UNKNOWN], job_id)
     if unknown:
-        ends = [
-            create_window(b.intent_at, settings.request_timeout_s, settings.reconcile_skew_s)[1]
-            for b in unknown
-            if b.intent_at is not None
-        ]
+        ends = [deadline_of(b, settings) for b in unknown if b.intent_at is not None]
         until = f", at the latest until {max(ends):%H:%M:%S} UTC" if ends else ""
         return (
             f"reconciling {len(unknown)} create(s) of unknown outcome by listing batches"

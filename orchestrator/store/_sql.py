@@ -18,13 +18,13 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, and_, or_, update
+from sqlalchemy import Engine, and_, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DataError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from orchestrator.domain.states import BatchStatus, JobStatus
-from orchestrator.errors import StoreUnavailableError
+from orchestrator.errors import StoreDataError, StoreUnavailableError
 from orchestrator.store.engine import safe_url
 from orchestrator.store.records import BatchRecord, JobRecord, Lease
 from orchestrator.store.tables import Batch, Job
@@ -51,6 +51,8 @@ class StoreBase:
             raise StoreUnavailableError(
                 f"job store {safe_url(self.engine)} failed: {exc.orig}"
             ) from exc
+        except DataError as exc:
+            raise StoreDataError(f"job store {safe_url(self.engine)} refused: {exc.orig}") from exc
 
     def _insert(self, table: Any) -> Any:
         """An INSERT that supports ``on_conflict_do_nothing`` on this backend."""
@@ -66,6 +68,17 @@ class StoreBase:
                 .values(**values)
             )
             return count(res) == 1
+
+
+def lock_active_job(s: Session, job_id: Any) -> bool:
+    """Lock the job's row for this transaction; False when the job is not active.
+
+    Every change that a cancel must not cross (planning a batch, starting or
+    undoing a create, canceling) takes this lock first, so on PostgreSQL they
+    run one after the other per job, as they do on SQLite (``BEGIN IMMEDIATE``).
+    """
+    status = s.execute(select(Job.status).where(Job.id == job_id).with_for_update()).scalar()
+    return status == JobStatus.ACTIVE
 
 
 class LostRace(Exception):
@@ -126,4 +139,6 @@ def batch_record(row: Batch) -> BatchRecord:
         cancel_requested=row.cancel_requested,
         ingest_attempts=row.ingest_attempts,
         last_error=row.last_error,
+        adopted=row.adopted,
+        reconcile_until=row.reconcile_until,
     )

@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import delete, or_, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from orchestrator.domain.states import (
     CREATE_IN_FLIGHT,
@@ -20,9 +21,16 @@ from orchestrator.domain.states import (
     BatchStatus,
     ItemStatus,
 )
-from orchestrator.store._sql import StoreBase, batch_record, count, held, lease_free
+from orchestrator.store._sql import (
+    StoreBase,
+    batch_record,
+    count,
+    held,
+    lease_free,
+    lock_active_job,
+)
 from orchestrator.store.records import BatchRecord, Lease, RemoteState, RequestLine
-from orchestrator.store.tables import Batch, BatchRequest, Item
+from orchestrator.store.tables import Batch, BatchRequest, ForeignBatch, Item
 
 #: Requests read per transaction while a create body streams out.
 REQUEST_PAGE_ROWS = 1000
@@ -52,7 +60,8 @@ class BatchOps(StoreBase):
                     or_(Batch.next_attempt_at.is_(None), Batch.next_attempt_at <= now),
                     *_of_job(job_id),
                 )
-                .order_by(Batch.id)
+                # A batch whose ingest keeps failing goes last, not first, every time.
+                .order_by(Batch.ingest_attempts, Batch.id)
                 .limit(limit)
                 .with_for_update(skip_locked=True)
             )
@@ -138,11 +147,14 @@ class BatchOps(StoreBase):
     def mark_creating(self, lease: Lease, now: datetime, endpoint: str) -> bool:
         """Commit the intent to create at ``endpoint`` BEFORE the POST (crash safety).
 
-        False when the lease was lost, or the job already has a create in flight
-        (one at a time per job keeps reconciliation unambiguous).
+        False when the lease was lost, the job is no longer active, or another create
+        of the job, or of the same request count anywhere in the store, is in flight
+        (so a lost create can always be told apart by listing).
         """
         try:
             with self._tx() as s:
+                if not lock_active_job(s, _job_of(s, lease)):
+                    return False
                 res = s.execute(
                     update(Batch)
                     .where(held(Batch, lease), Batch.status == BatchStatus.PLANNED)
@@ -157,30 +169,91 @@ class BatchOps(StoreBase):
         except IntegrityError:
             return False
 
-    def record_created(self, lease: Lease, remote: RemoteState, now: datetime) -> bool:
-        """The create (or its reconciliation) named the remote batch: record it."""
-        with self._tx() as s:
-            res = s.execute(
-                update(Batch)
-                .where(held(Batch, lease), Batch.status.in_(CREATE_IN_FLIGHT))
-                .values(
-                    remote_id=remote.remote_id,
-                    submitted_at=now,
-                    last_error=None,
-                    updated_at=now,
-                    **_remote_fields(remote),
+    def record_created(
+        self, lease: Lease, remote: RemoteState, now: datetime, *, adopted: bool = False
+    ) -> bool:
+        """The create (or, ``adopted``, its reconciliation by listing) named the remote
+        batch: record it. False when the lease moved on, or another row of this store
+        already holds that remote batch (a race to adopt it: handled, not a crash)."""
+        try:
+            with self._tx() as s:
+                res = s.execute(
+                    update(Batch)
+                    .where(held(Batch, lease), Batch.status.in_(CREATE_IN_FLIGHT))
+                    .values(
+                        remote_id=remote.remote_id,
+                        adopted=adopted,
+                        submitted_at=now,
+                        last_error=None,
+                        updated_at=now,
+                        **_remote_fields(remote),
+                    )
                 )
-            )
-            return count(res) == 1
+                return count(res) == 1
+        except IntegrityError:
+            return False
 
-    def mark_unknown(self, lease: Lease, error: str, now: datetime) -> bool:
+    def mark_unknown(
+        self, lease: Lease, error: str, now: datetime, reconcile_until: datetime | None
+    ) -> bool:
+        """The create's outcome is unknown: reconcile it by listing until ``reconcile_until``
+        (None: derived from the intent and the body's size)."""
         return self._set_batch(
             lease,
             (BatchStatus.CREATING,),
             status=BatchStatus.UNKNOWN,
             last_error=error,
+            reconcile_until=reconcile_until,
             updated_at=now,
         )
+
+    def mark_foreign(self, lease: Lease, reason: str, now: datetime) -> bool:
+        """The adopted remote batch proved somebody else's: remember it as foreign, and
+        make this batch an unknown create again, to be reconciled without it. Its items
+        stay queued: none fails, nothing is sent twice. False if the lease moved on or
+        the create can't go back in flight yet (another of its count or job is)."""
+        try:
+            with self._tx() as s:
+                row = s.execute(
+                    select(Batch.remote_id)
+                    .where(held(Batch, lease), Batch.adopted.is_(True))
+                    .with_for_update()
+                ).first()
+                if row is None or row.remote_id is None:
+                    return False
+                s.execute(
+                    self._insert(ForeignBatch)
+                    .values(remote_id=row.remote_id, batch_id=lease.row_id, reason=reason)
+                    .on_conflict_do_nothing(index_elements=["remote_id"])
+                )
+                s.execute(
+                    update(Batch)
+                    .where(Batch.id == lease.row_id)
+                    .values(
+                        status=BatchStatus.UNKNOWN,
+                        remote_id=None,
+                        adopted=False,
+                        processing_status=None,
+                        results_url=None,
+                        remote_created_at=None,
+                        expires_at=None,
+                        ended_at=None,
+                        succeeded_count=None,
+                        errored_count=None,
+                        canceled_count=None,
+                        expired_count=None,
+                        last_error=reason,
+                        updated_at=now,
+                    )
+                )
+                return True
+        except IntegrityError:
+            return False
+
+    def foreign_remote_ids(self) -> set[str]:
+        """Remote batches proven to belong to somebody else (never adopted again)."""
+        with self._tx() as s:
+            return set(s.execute(select(ForeignBatch.remote_id)).scalars())
 
     def return_to_planned(
         self, lease: Lease, error: str, retry_at: datetime, now: datetime
@@ -191,6 +264,8 @@ class BatchOps(StoreBase):
         must not be sent again (see :meth:`drop_canceled_create`).
         """
         with self._tx() as s:
+            if not lock_active_job(s, _job_of(s, lease)):
+                return False
             res = s.execute(
                 update(Batch)
                 .where(
@@ -287,6 +362,10 @@ class BatchOps(StoreBase):
                 .values(updated_at=now, **_remote_fields(remote))
             )
             return count(res) == 1
+
+
+def _job_of(s: Session, lease: Lease) -> int | None:
+    return s.execute(select(Batch.job_id).where(Batch.id == lease.row_id)).scalar()
 
 
 def _of_job(job_id: int | None) -> tuple[Any, ...]:

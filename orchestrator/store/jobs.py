@@ -19,7 +19,7 @@ from orchestrator.domain.states import (
     JobStatus,
 )
 from orchestrator.errors import JobNotFoundError, SpecError
-from orchestrator.store._sql import StoreBase, count, job_record
+from orchestrator.store._sql import StoreBase, count, job_record, lock_active_job
 from orchestrator.store.records import ItemLike, JobRecord, NewJob
 from orchestrator.store.tables import Batch, Item, Job
 
@@ -118,6 +118,8 @@ class JobOps(StoreBase):
         Returns how many batches will be asked to cancel (creates in flight included).
         """
         with self._tx() as s:
+            if not lock_active_job(s, job_id):
+                return 0
             s.execute(
                 update(Job)
                 .where(Job.id == job_id, Job.status == JobStatus.ACTIVE)

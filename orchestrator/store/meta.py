@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import secrets
 import string
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
-from orchestrator.store._sql import StoreBase
+from orchestrator.store._sql import StoreBase, count
 from orchestrator.store.records import BackoffState
-from orchestrator.store.tables import ApiBackoff, Meta
+from orchestrator.store.tables import ApiBackoff, Batch, Job, Meta
 
 STORE_TAG_CHARS = string.ascii_lowercase + string.digits
 STORE_TAG_LEN = 6
@@ -32,6 +32,48 @@ class MetaOps(StoreBase):
                     select(Meta.value).where(Meta.key == "store_tag")
                 ).scalar_one()
         return self._tag
+
+    def lease_holders(self, now: datetime) -> set[str]:
+        """Workers holding an unexpired lease on a job or a batch."""
+        with self._tx() as s:
+            holders: set[str] = set()
+            for model in (Job, Batch):
+                rows = s.execute(
+                    select(model.lease_owner)
+                    .where(model.lease_owner.is_not(None), model.lease_expires_at > now)
+                    .distinct()
+                ).scalars()
+                holders.update(owner for owner in rows if owner is not None)
+            return holders
+
+    def release_holder(self, owner: str) -> int:
+        """Free every lease ``owner`` holds (it is gone); returns how many rows."""
+        with self._tx() as s:
+            freed = 0
+            for model in (Job, Batch):
+                freed += count(
+                    s.execute(
+                        update(model)
+                        .where(model.lease_owner == owner)
+                        .values(lease_owner=None, lease_expires_at=None)
+                    )
+                )
+            return freed
+
+    def renew_leases(self, owner: str, now: datetime, ttl_s: float) -> int:
+        """Extend every lease ``owner`` still holds (a heartbeat); returns how many rows."""
+        until = now + timedelta(seconds=ttl_s)
+        with self._tx() as s:
+            renewed = 0
+            for model in (Job, Batch):
+                renewed += count(
+                    s.execute(
+                        update(model)
+                        .where(model.lease_owner == owner, model.lease_expires_at.is_not(None))
+                        .values(lease_expires_at=until)
+                    )
+                )
+            return renewed
 
     def backoff_until(self, scope: str) -> datetime | None:
         state = self.backoff(scope)

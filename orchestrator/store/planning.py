@@ -10,7 +10,7 @@ from sqlalchemy import Table, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session, aliased
 
 from orchestrator.domain.states import BatchStatus, ItemStatus, JobStatus, ResultType
-from orchestrator.store._sql import LostRace, StoreBase, count, held, lease_free
+from orchestrator.store._sql import LostRace, StoreBase, count, held, lease_free, lock_active_job
 from orchestrator.store.records import Lease, PendingItem, PlannedRequest
 from orchestrator.store.tables import Batch, BatchRequest, Item, Job, Result
 
@@ -142,6 +142,8 @@ class PlanningOps(StoreBase):
         self, lease: Lease, requests: Sequence[PlannedRequest], body_bytes: int, now: datetime
     ) -> int:
         with self._tx() as s:
+            if not lock_active_job(s, lease.row_id):
+                raise LostRace
             if not s.execute(select(Job.id).where(held(Job, lease))).first():
                 raise LostRace
             batch = Batch(

@@ -94,6 +94,10 @@ class BatchRecord:
     cancel_requested: bool
     ingest_attempts: int
     last_error: str | None
+    #: Matched by listing after a lost create, not yet proven ours by its results.
+    adopted: bool = False
+    #: An unknown create not listed by then was never made (None: derive it).
+    reconcile_until: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,6 +198,8 @@ class RequestRef:
     result_type: ResultType | None
     error_type: str | None
     error_message: str | None
+    #: Why a line with this custom_id was quarantined (the API did return a result).
+    quarantined: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

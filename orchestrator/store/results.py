@@ -7,7 +7,7 @@ from dataclasses import fields
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, and_, bindparam, func, select
+from sqlalchemy import String, Table, and_, bindparam, func, select
 
 from orchestrator.domain.states import BatchStatus, ItemStatus, ResultType
 from orchestrator.store._sql import StoreBase, held
@@ -24,6 +24,22 @@ from orchestrator.store.tables import Batch, BatchRequest, Item, Quarantine, Res
 _ITEMS: Table = Item.__table__  # type: ignore[assignment]
 _RESULT_COLUMNS = tuple(f.name for f in fields(ResultRow))
 _QUARANTINE_COLUMNS = tuple(f.name for f in fields(QuarantineLine))
+#: What replaces a NUL character, which PostgreSQL text can't hold (the exact
+#: content stays in ``results.content``, JSON-escaped).
+NUL_REPLACEMENT = "\ufffd"
+
+
+def _text_limits(table: Table) -> dict[str, int | None]:
+    """String columns of ``table`` with their length limit (None: unbounded TEXT)."""
+    return {
+        column.name: getattr(column.type, "length", None)
+        for column in table.columns
+        if isinstance(column.type, String)
+    }
+
+
+_RESULT_LIMITS = _text_limits(Result.__table__)  # type: ignore[arg-type]
+_QUARANTINE_LIMITS = _text_limits(Quarantine.__table__)  # type: ignore[arg-type]
 
 
 class ResultOps(StoreBase):
@@ -48,12 +64,14 @@ class ResultOps(StoreBase):
                 stmt = self._insert(Result).on_conflict_do_nothing(
                     index_elements=["batch_id", "custom_id"]
                 )
-                s.execute(stmt, [_values(r, _RESULT_COLUMNS) for r in rows])
+                s.execute(stmt, [_values(r, _RESULT_COLUMNS, _RESULT_LIMITS) for r in rows])
             if quarantine:
                 stmt = self._insert(Quarantine).on_conflict_do_nothing(
                     index_elements=["batch_id", "line_no"]
                 )
-                s.execute(stmt, [_values(q, _QUARANTINE_COLUMNS) for q in quarantine])
+                s.execute(
+                    stmt, [_values(q, _QUARANTINE_COLUMNS, _QUARANTINE_LIMITS) for q in quarantine]
+                )
             return True
 
     def count_results(self, batch_id: int) -> int:
@@ -82,6 +100,14 @@ class ResultOps(StoreBase):
                     Result.result_type,
                     Result.error_type,
                     Result.error_message,
+                    select(func.min(Quarantine.error))
+                    .where(
+                        Quarantine.batch_id == BatchRequest.batch_id,
+                        Quarantine.custom_id == BatchRequest.custom_id,
+                    )
+                    .correlate(BatchRequest)
+                    .scalar_subquery()
+                    .label("quarantined"),
                 )
                 .outerjoin(
                     Result,
@@ -150,8 +176,17 @@ class ResultOps(StoreBase):
         )
 
 
-def _values(record: Any, columns: tuple[str, ...]) -> dict[str, Any]:
-    return {column: getattr(record, column) for column in columns}
+def _values(record: Any, columns: tuple[str, ...], limits: dict[str, int | None]) -> dict[str, Any]:
+    """The row of ``record``, each string made storable on every backend: NUL replaced,
+    cut to its column's length (a model name or stop reason longer than the schema
+    allows is stored cut, never refused)."""
+    values = {column: getattr(record, column) for column in columns}
+    for column, limit in limits.items():
+        value = values.get(column)
+        if isinstance(value, str):
+            value = value.replace("\x00", NUL_REPLACEMENT)
+            values[column] = value if limit is None else value[:limit]
+    return values
 
 
 def _request_ref(row: Any) -> RequestRef:
@@ -163,6 +198,7 @@ def _request_ref(row: Any) -> RequestRef:
         result_type=None if row.result_type is None else ResultType(row.result_type),
         error_type=row.error_type,
         error_message=row.error_message,
+        quarantined=row.quarantined,
     )
 
 

@@ -257,6 +257,15 @@ class Batch(LeaseMixin, Base):
             sqlite_where=text(_in("status", CREATE_IN_FLIGHT)),
             postgresql_where=text(_in("status", CREATE_IN_FLIGHT)),
         ),
+        # A lost create is matched to a listed batch by its request count: no two
+        # creates of this store in flight may share one, or a match could be wrong.
+        Index(
+            "uq_batches_one_count_in_flight",
+            "request_count",
+            unique=True,
+            sqlite_where=text(_in("status", CREATE_IN_FLIGHT)),
+            postgresql_where=text(_in("status", CREATE_IN_FLIGHT)),
+        ),
         Index("ix_batches_status", "status"),
     )
 
@@ -281,6 +290,10 @@ class Batch(LeaseMixin, Base):
     results_url: Mapped[str | None] = mapped_column(Text)
     #: The API base URL the create went to; answers are cached per endpoint.
     endpoint: Mapped[str | None] = mapped_column(Text)
+    #: Matched by listing after a lost create: tentative until its results prove it ours.
+    adopted: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
+    #: An unknown create not found in the listing by then was never made.
+    reconcile_until: Mapped[datetime | None]
     cancel_requested: Mapped[bool] = mapped_column(
         Boolean, default=False, server_default=text("false")
     )
@@ -363,6 +376,17 @@ class Quarantine(Base):
     raw: Mapped[str] = mapped_column(Text)
     error: Mapped[str] = mapped_column(Text)
     created_at: Mapped[utc_now]
+
+
+class ForeignBatch(Base):
+    """A remote batch proven (by its results' custom_ids) to be somebody else's."""
+
+    __tablename__ = "foreign_batches"
+
+    remote_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    batch_id: Mapped[int | None] = mapped_column(_BIGINT)
+    reason: Mapped[str] = mapped_column(Text)
+    found_at: Mapped[utc_now]
 
 
 class ApiBackoff(Base):

@@ -22,6 +22,7 @@ from orchestrator.simulator import SimulatorServer
 from orchestrator.steps import StepContext, plan, poll, recover, run_cycle, submit
 from orchestrator.steps.context import utcnow
 from orchestrator.steps.ingest import ingest_batch
+from orchestrator.steps.recover import deadline_of
 from orchestrator.store.queries import Store
 from orchestrator.store.records import Lease, RemoteState, Resolution, ResultRow
 from orchestrator.store.tables import Batch
@@ -144,9 +145,10 @@ class _SilentCreate(httpx.BaseTransport):
 def test_create_that_never_arrived_is_replanned_after_the_window(
     make_ctx: MakeCtx, sim: SimulatorServer, tmp_path: Path
 ) -> None:
-    """Scenario 2, other branch: nothing matches in the listing once the window passed."""
+    """Scenario 2, other branch: nothing matches in the listing once the deadline passed
+    (upload time + the create's own timeout + the settle time, from the intent)."""
     transport = _SilentCreate()
-    with make_ctx(transport=transport, reconcile_skew_s=0, request_timeout_s=1) as ctx:
+    with make_ctx(transport=transport, reconcile_skew_s=0, create_timeout_s=1) as ctx:
         job_id = new_job(ctx, write_job(tmp_path, "silent", ITEMS))
         plan(ctx, utcnow())
         assert submit(ctx, utcnow()).details == {"unknown": 1}
@@ -154,9 +156,11 @@ def test_create_that_never_arrived_is_replanned_after_the_window(
         assert recover(ctx, utcnow()).details == {"waiting": 1}  # could still show up
         assert ledger(sim)["batches"] == []
 
+        deadline = deadline_of(batch, ctx.settings)
         assert batch.intent_at is not None
-        past_window = max(utcnow(), batch.intent_at + timedelta(seconds=1.05))
-        assert recover(ctx, past_window).details == {"replanned": 1}
+        assert (deadline - batch.intent_at).total_seconds() < 20  # not the 600 s read timeout
+        assert recover(ctx, deadline - timedelta(seconds=0.5)).details == {"waiting": 1}
+        assert recover(ctx, deadline + timedelta(seconds=0.05)).details == {"replanned": 1}
         run_job(ctx, job_id)
 
         assert transport.swallowed == 1

@@ -10,7 +10,7 @@ import pytest
 
 from orchestrator import errors
 from orchestrator.api import BatchesClient
-from orchestrator.api.client import BODY_CHUNK_BYTES
+from orchestrator.api.body import BODY_CHUNK_BYTES
 from tests.unit.api.fakes import (
     API_KEY,
     BASE_URL,

@@ -1,10 +1,12 @@
 from __future__ import annotations
 
+import tracemalloc
 from collections.abc import Iterator
 
 import orjson
 import pytest
 
+from orchestrator.api import jsonl
 from orchestrator.api.jsonl import iter_lines
 
 LINES = [
@@ -76,3 +78,26 @@ def test_a_long_line_in_tiny_chunks_is_rejoined() -> None:
     chunks = [line[i : i + 1] for i in range(len(line))] + [b"\n"]
 
     assert list(iter_lines(chunks)) == [line]
+
+
+def test_an_oversized_line_is_cut_to_a_prefix_and_the_next_line_survives() -> None:
+    long_line = b'{"custom_id":"t-1-1","result":"' + b"x" * 3_000_000 + b'"}'
+    chunks = [long_line[i : i + 65536] for i in range(0, len(long_line), 65536)]
+    lines = list(jsonl.iter_lines([*chunks, b"\n", b'{"next":1}\n'], max_line_bytes=1_000_000))
+    assert lines == [long_line[: jsonl.OVERSIZED_PREFIX_BYTES], b'{"next":1}']
+
+
+def test_memory_per_line_is_bounded_by_the_limit() -> None:
+    def stream() -> Iterator[bytes]:
+        piece = b"y" * 65536
+        for _ in range(400):  # a 26 MB line with no newline
+            yield piece
+
+    tracemalloc.start()
+    try:
+        lines = list(jsonl.iter_lines(stream(), max_line_bytes=2_000_000))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert [len(line) for line in lines] == [jsonl.OVERSIZED_PREFIX_BYTES]
+    assert peak < 5_000_000
