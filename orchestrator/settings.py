@@ -25,6 +25,10 @@ CREATE_TIMEOUT_S = 60.0
 INGEST_CHUNK_ROWS = 1000
 #: Window before a lost create's intent in which a listed batch may be ours.
 RECONCILE_SKEW_S = 30.0
+#: Requests in the API's processing queue at most (the Start tier's limit, §7.4).
+MAX_REQUESTS_IN_FLIGHT = 200_000
+#: Creates per minute at most, across every worker on the store (under the RPM limit).
+CREATES_PER_MINUTE = 50
 #: How long ``orchestrator run`` keeps trying an API it cannot reach before giving up.
 UNREACHABLE_TIMEOUT_S = 300.0
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -72,6 +76,14 @@ class Settings(BaseSettings):
         default=RECONCILE_SKEW_S, ge=0, validation_alias=_env("ORCHESTRATOR_RECONCILE_SKEW")
     )
     worker_id: str | None = Field(default=None, validation_alias=_env("ORCHESTRATOR_WORKER_ID"))
+    max_requests_in_flight: int = Field(
+        default=MAX_REQUESTS_IN_FLIGHT,
+        ge=1,
+        validation_alias=_env("ORCHESTRATOR_MAX_REQUESTS_IN_FLIGHT"),
+    )
+    creates_per_minute: int = Field(
+        default=CREATES_PER_MINUTE, ge=1, validation_alias=_env("ORCHESTRATOR_CREATES_PER_MINUTE")
+    )
     unreachable_timeout_s: float = Field(
         default=UNREACHABLE_TIMEOUT_S,
         gt=0,

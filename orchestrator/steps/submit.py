@@ -37,6 +37,9 @@ BACKOFF_SCOPE = "create"
 #: Step outcomes of a create that made nothing and is planned again.
 DEFERRED = "deferred"
 UNREACHABLE = "unreachable"
+#: Step outcomes of a create held back on purpose (nothing was sent).
+QUEUE_FULL = "queue_full"
+PACED = "paced"
 
 
 def submit(ctx: StepContext, now: datetime) -> StepReport:
@@ -50,6 +53,10 @@ def submit(ctx: StepContext, now: datetime) -> StepReport:
     )
     try:
         for lease in leases:
+            held_back = _held_back(ctx, lease, now)
+            if held_back is not None:
+                report.details[held_back] = 1
+                break
             outcome = _create(ctx, lease, now, report)
             report.add(outcome)
             if outcome in (DEFERRED, UNREACHABLE):
@@ -63,6 +70,20 @@ def submit(ctx: StepContext, now: datetime) -> StepReport:
         for lease in leases:
             ctx.store.release_batch(lease)
     return report
+
+
+def _held_back(ctx: StepContext, lease: Lease, now: datetime) -> str | None:
+    """Why this create must wait: the processing queue would overflow (the API would
+    refuse it), or creates would outpace the requests-per-minute limit. Waiting costs
+    no item an attempt; a batch larger than the cap alone still goes when nothing runs.
+    """
+    in_flight = ctx.store.requests_in_flight()
+    size = ctx.store.get_batch(lease.row_id).request_count
+    if in_flight and in_flight + size > ctx.settings.max_requests_in_flight:
+        return QUEUE_FULL
+    if ctx.store.creates_since(now - timedelta(minutes=1)) >= ctx.settings.creates_per_minute:
+        return PACED
+    return None
 
 
 def _create(ctx: StepContext, lease: Lease, now: datetime, report: StepReport) -> str:

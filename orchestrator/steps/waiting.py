@@ -30,4 +30,12 @@ def waiting_reason(store: Store, settings: Settings, job_id: int, now: datetime)
     planned = store.batches([BatchStatus.PLANNED], job_id)
     if backoff is not None and backoff.until > now and planned:
         return f"{backoff.reason}; sending again at {backoff.until:%H:%M:%S} UTC"
+    in_flight = store.requests_in_flight()
+    smallest = min((b.request_count for b in planned), default=0)
+    if planned and in_flight and in_flight + smallest > settings.max_requests_in_flight:
+        return (
+            f"the processing queue is full ({in_flight:,} requests in flight, "
+            f"ORCHESTRATOR_MAX_REQUESTS_IN_FLIGHT={settings.max_requests_in_flight:,}); "
+            "more is sent as batches end"
+        )
     return None

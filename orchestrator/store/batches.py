@@ -11,7 +11,7 @@ from collections.abc import Iterable, Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -115,6 +115,24 @@ class BatchOps(StoreBase):
                 .order_by(Batch.id)
             )
             return [batch_record(b) for b in s.execute(query).scalars()]
+
+    def requests_in_flight(self) -> int:
+        """Requests of this store the API holds or may hold in its processing queue."""
+        with self._tx() as s:
+            total = s.execute(
+                select(func.coalesce(func.sum(Batch.request_count), 0)).where(
+                    Batch.status.in_(CREATE_IN_FLIGHT | OPEN_REMOTE_BATCH_STATUSES)
+                )
+            ).scalar_one()
+            return int(total)
+
+    def creates_since(self, since: datetime) -> int:
+        """Creates this store started since ``since`` (all workers)."""
+        with self._tx() as s:
+            started = s.execute(
+                select(func.count()).select_from(Batch).where(Batch.intent_at >= since)
+            ).scalar_one()
+            return int(started)
 
     def owned_remote_ids(self) -> dict[str, int]:
         """Every remote batch id this store knows, with its job id."""
