@@ -21,7 +21,7 @@ MAX_RETRIES = 4
 #: A lease lasts this long without a heartbeat; its holder renews it every third of it.
 LEASE_TTL_S = 30.0
 #: How long a create waits for the API's answer before its outcome is reconciled.
-CREATE_TIMEOUT_S = 60.0
+CREATE_TIMEOUT_S = 30.0
 INGEST_CHUNK_ROWS = 1000
 #: Window before a lost create's intent in which a listed batch may be ours.
 RECONCILE_SKEW_S = 30.0

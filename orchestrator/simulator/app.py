@@ -104,9 +104,15 @@ class SimulatorApi:
     # -- batches ----------------------------------------------------------------------
 
     async def create(self, request: Request) -> Response:
-        body = parse_json(await read_body(request, self.state.config.max_body_bytes))
+        config = self.state.config
+        body = parse_json(await read_body(request, config.max_body_bytes))
         pairs = check_create_body(body, request.scope["state"]["version"])
+        answer_500 = self.state.faults.chance(config.create_500_share)
+        if answer_500 and not self.state.faults.chance(config.create_500_made_share):
+            raise InvalidRequest(MESSAGES[500], status=500, error_type=ERROR_TYPE_BY_STATUS[500])
         batch = self.state.create_batch(pairs, _betas(request))
+        if answer_500:  # made, yet answered 500: the client can't know it exists
+            raise InvalidRequest(MESSAGES[500], status=500, error_type=ERROR_TYPE_BY_STATUS[500])
         payload = self.state.batch_json(batch, _base_url(request))
         if self.state.faults.chance(self.state.config.lost_create_share):
             self.state.ledger.lost_responses.add(batch.id)

@@ -90,6 +90,12 @@ def simulate(  # one option per knob: long by design, no logic in the signature
     cut_results_share: Annotated[
         float, _opt("cut_results_share", "Share of results downloads cut.")
     ] = 0.0,
+    create_500_share: Annotated[
+        float, _opt("create_500_share", "Share of creates answered 500.")
+    ] = 0.0,
+    create_500_made_share: Annotated[
+        float, _opt("create_500_made_share", "Of those, the share that made the batch.")
+    ] = 0.5,
     lost_create_share: Annotated[
         float, _opt("lost_create_share", "Share of create responses lost.")
     ] = 0.0,
@@ -124,6 +130,8 @@ def simulate(  # one option per knob: long by design, no logic in the signature
         fault_500_share=fault_500_share,
         fault_529_share=fault_529_share,
         cut_results_share=cut_results_share,
+        create_500_share=create_500_share,
+        create_500_made_share=create_500_made_share,
         lost_create_share=lost_create_share,
         slow_response_seconds=slow_response_seconds,
         api_keys=frozenset(api_key) if api_key else None,

@@ -69,6 +69,10 @@ class SimulatorConfig(BaseModel):
     fault_retry_after_seconds: int = Field(default=1, ge=0)
     #: Probability that a results download is cut mid-stream (§10.13).
     cut_results_share: float = Field(default=0.0, ge=0.0, le=1.0)
+    #: Share of creates answered 500 (§8); of those, ``create_500_made_share`` made the
+    #: batch all the same (the client can't tell which).
+    create_500_share: float = Field(default=0.0, ge=0.0, le=1.0)
+    create_500_made_share: float = Field(default=0.5, ge=0.0, le=1.0)
     #: Probability that a create succeeds server-side but its response is lost (§8).
     lost_create_share: float = Field(default=0.0, ge=0.0, le=1.0)
     #: Extra latency added to every API response, in real seconds.
