@@ -20,6 +20,7 @@ from rich.table import Table
 
 from orchestrator import export as exporter
 from orchestrator.domain.pricing import PriceTable
+from orchestrator.domain.spec import load_spec
 from orchestrator.domain.states import ItemStatus, JobStatus
 from orchestrator.errors import (
     ConfigError,
@@ -112,6 +113,7 @@ def run(spec: SpecArg) -> None:
     items. Running it again after a crash or Ctrl-C resumes the same job.
     """
     settings = _settings(on=console)
+    load_spec(spec)  # a spec that can't be read is refused before anything is created
     _new_store(settings)
     with step_context(settings) as ctx:
         job, created = submit_spec(
@@ -149,6 +151,7 @@ def _run_exit_code(report: JobReport) -> ExitCode:
 def submit(spec: SpecArg) -> None:
     """Record the job (items and plan) and print its id; the daemon does the rest."""
     settings = _settings()
+    load_spec(spec)  # a spec that can't be read is refused before anything is created
     _new_store(settings)
     with open_store(settings) as store:
         job, created = submit_spec(

@@ -24,6 +24,7 @@ from orchestrator.domain.contract import (
     API_VERSIONS,
     DEFAULT_API_VERSION,
 )
+from orchestrator.domain.pricing import PriceTable
 
 #: Sampling params removed in 2026-10-21 ("Extra inputs are not permitted", §1.3).
 SAMPLING_PARAMS = ("temperature", "top_p", "top_k")
@@ -411,6 +412,40 @@ def validate_params(params: Mapping[str, Any], *, api_version: str = DEFAULT_API
     _check_messages(model, api_version)
     _check_thinking(model)
     _check_tool_choice(model)
+
+
+def check_model(
+    params: Mapping[str, Any], models: PriceTable, *, allow_unknown: bool = False
+) -> None:
+    """Check params already passed by :func:`validate_params` against the model table.
+
+    The API only reports an unknown model or a too-large ``max_tokens`` as errored
+    results after the whole batch ended (§3.2), so they are refused here: a model
+    the table does not list (unless ``allow_unknown``), ``max_tokens`` above the
+    model's ``max_output_tokens``, and ``thinking`` on a model without it.
+    """
+    model = str(params["model"])
+    info = models.model(model)
+    if info is None:
+        if allow_unknown:
+            return
+        raise ParamsError(
+            "model",
+            f"unknown model {model!r}; known: {', '.join(models.model_ids)} (and their dated "
+            "-YYYYMMDD ids); set allow_unknown_models = true in the spec for models newer "
+            "than this table",
+        )
+    max_tokens = params["max_tokens"]
+    if isinstance(max_tokens, int) and max_tokens > info.max_output_tokens:
+        raise ParamsError(
+            "max_tokens",
+            f"{max_tokens:,} is more than {model} can produce: at most "
+            f"{info.max_output_tokens:,} output tokens; lower max_tokens",
+        )
+    thinking = params.get("thinking")
+    kind = thinking.get("type") if isinstance(thinking, Mapping) else None
+    if info.supports_thinking is False and kind not in (None, "disabled"):
+        raise ParamsError("thinking", f"{model} does not support thinking; remove thinking")
 
 
 def _check_batch_support(params: Mapping[str, Any], api_version: str) -> None:

@@ -1,9 +1,13 @@
-"""Token cost at batch prices (api/message-batches.md §9).
+"""Token cost at batch prices (api/message-batches.md §9), and the model table.
 
 Prices are data, not code: ``prices.json`` holds the published standard prices in
 USD per million tokens, each row dated and sourced, and the batch discount (50 %
 of standard for every token category) is applied here. Only ``succeeded``
 results are billed (§5.4); callers pass only those to :func:`cost_usd`.
+
+The same rows carry what spec validation needs to know of each model (its
+``max_output_tokens``, whether it takes ``thinking``): :meth:`PriceTable.model`.
+A model id the table does not list is an unknown model.
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ TOKENS_PER_MTOK = 1_000_000
 COST_DECIMALS = 9  #: costs are rounded to 1e-9 USD
 #: A dated variant of a listed id, e.g. claude-haiku-4-5 + "-20251001".
 _DATED_SUFFIX = re.compile(r"^-(?:\d{8}|latest)$")
+#: Distinct ids whose match is remembered (bounded: ids come from user data).
+_MAX_MATCHED_IDS = 1024
 
 
 class _Rates(BaseModel):
@@ -48,6 +54,12 @@ class _PriceRow(_Rates):
     geo_multipliers: dict[str, float] = {}
     as_of: str
     source: str
+    #: The largest max_tokens the model accepts (without the batch-only 300k beta, §1.4).
+    max_output_tokens: int = Field(ge=1)
+    #: Whether the model takes a ``thinking`` param; None when the table does not say.
+    supports_thinking: bool | None = None
+    #: Where max_output_tokens comes from when not from the file's ``limits_source``.
+    limits_source: str | None = None
 
 
 class _PriceFile(BaseModel):
@@ -55,6 +67,8 @@ class _PriceFile(BaseModel):
 
     as_of: str
     batch_discount: float = Field(ge=0, lt=1)
+    limits_as_of: str
+    limits_source: str
     prices: list[_PriceRow]
 
 
@@ -101,12 +115,26 @@ class ModelPrice:
         return max((m for _, m in self.geo_multipliers), default=1.0)
 
 
-class PriceTable:
-    """The dated price table; look models up with :meth:`price_for`."""
+@dataclass(frozen=True, slots=True)
+class ModelInfo:
+    """What the table knows of one model: its limits and its price."""
 
-    def __init__(self, prices: Mapping[str, ModelPrice], as_of: str) -> None:
-        self._prices = dict(prices)
+    model: str  #: the listed id that matched
+    max_output_tokens: int  #: the largest max_tokens it accepts
+    supports_thinking: bool | None  #: None when the table does not say
+    limits_source: str  #: where max_output_tokens comes from
+    price: ModelPrice
+
+
+class PriceTable:
+    """The dated price and model table; look models up with :meth:`model` or :meth:`price_for`."""
+
+    def __init__(self, models: Mapping[str, ModelInfo], as_of: str) -> None:
+        self._models = dict(models)
         self.as_of = as_of
+        #: Every listed model id, sorted (dated variants of these match too).
+        self.model_ids = tuple(sorted(self._models))
+        self._matched: dict[str, ModelInfo | None] = {}  #: ids looked up before, bounded
 
     @classmethod
     def load(cls, path: Path | None = None) -> PriceTable:
@@ -119,23 +147,39 @@ class PriceTable:
             table = _PriceFile.model_validate(orjson.loads(raw))
         except (orjson.JSONDecodeError, ValidationError) as exc:
             raise ConfigError(f"price table {path or 'prices.json'} is malformed: {exc}") from None
-        prices = {
-            model: _model_price(model, row, table.batch_discount)
+        models = {
+            model: ModelInfo(
+                model=model,
+                max_output_tokens=row.max_output_tokens,
+                supports_thinking=row.supports_thinking,
+                limits_source=row.limits_source or table.limits_source,
+                price=_model_price(model, row, table.batch_discount),
+            )
             for row in table.prices
             for model in row.models
         }
-        return cls(prices, table.as_of)
+        return cls(models, table.as_of)
 
-    def price_for(self, model: str) -> ModelPrice | None:
-        """The price of ``model``: exact id, else the longest listed id it is a dated variant of."""
-        if model in self._prices:
-            return self._prices[model]
+    def model(self, model: str) -> ModelInfo | None:
+        """``model``'s row: exact id, else the longest listed id it is a dated variant of."""
+        if model in self._models:
+            return self._models[model]
+        if model in self._matched:  # every row of a dataset names the same few ids
+            return self._matched[model]
         matches = [
             listed
-            for listed in self._prices
+            for listed in self._models
             if model.startswith(listed) and _DATED_SUFFIX.match(model[len(listed) :])
         ]
-        return self._prices[max(matches, key=len)] if matches else None
+        found = self._models[max(matches, key=len)] if matches else None
+        if len(self._matched) < _MAX_MATCHED_IDS:
+            self._matched[model] = found
+        return found
+
+    def price_for(self, model: str) -> ModelPrice | None:
+        """The price of ``model`` (matched as :meth:`model` does), or None for an unknown model."""
+        info = self.model(model)
+        return info.price if info is not None else None
 
 
 def _model_price(model: str, row: _PriceRow, batch_discount: float) -> ModelPrice:

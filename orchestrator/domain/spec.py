@@ -10,19 +10,22 @@ A spec has one of two forms:
 
 Every problem is a :class:`~orchestrator.errors.SpecError` naming the file and the
 line or field, raised before anything is sent (README, guarantee 4). Datasets are streamed:
-:func:`iter_items` never holds the file, so a million rows load in flat memory.
+:func:`iter_items` never holds the file, so a million rows load in flat memory. Bad rows
+do not stop the stream: they are collected (:class:`BadRows`, the first
+:data:`MAX_REPORTED_ROWS` kept) and raised together, so one run lists them all.
 """
 
 from __future__ import annotations
 
 import csv
+import functools
 import hashlib
 import re
 import tomllib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import orjson
 from pydantic import (
@@ -42,7 +45,8 @@ from orchestrator.domain.contract import (
     MAX_BATCH_BYTES,
     MAX_REQUESTS_PER_BATCH,
 )
-from orchestrator.domain.params import ParamsError, validate_params
+from orchestrator.domain.params import ParamsError, check_model, validate_params
+from orchestrator.domain.pricing import PriceTable
 from orchestrator.domain.templates import MissingField, compile_request, render_request
 from orchestrator.errors import SpecError
 
@@ -52,6 +56,8 @@ CRON_FIELD_PATTERN = re.compile(r"^[0-9A-Za-z*/,?#-]+$")
 INPUT_SUFFIXES = (".jsonl", ".csv")
 HASH_CHUNK_BYTES = 1 << 20
 _BOM = b"\xef\xbb\xbf"
+#: Bad rows an error lists one by one; the rest are counted ("... and 5 more bad rows").
+MAX_REPORTED_ROWS = 20
 
 
 class _SpecModel(BaseModel):
@@ -85,6 +91,8 @@ class JobSpec(_SpecModel):
     schedule: str | None = None
     cache: bool = Field(True, strict=True)
     api_version: str | None = None
+    #: Let models the table (prices.json) does not list through, unchecked.
+    allow_unknown_models: bool = Field(False, strict=True)
 
     @field_validator("name")
     @classmethod
@@ -211,8 +219,11 @@ def display_path(path: Path) -> str:
 def _parse_toml(spec_bytes: bytes, label: str) -> dict[str, Any]:
     try:
         return tomllib.loads(spec_bytes.decode("utf-8"))
-    except UnicodeDecodeError:
-        raise SpecError("the job spec is not valid UTF-8", location=label) from None
+    except UnicodeDecodeError as exc:
+        line_no = spec_bytes.count(b"\n", 0, exc.start) + 1
+        line = spec_bytes[spec_bytes.rfind(b"\n", 0, exc.start) + 1 :].split(b"\n", 1)[0]
+        problem = _utf8_problem(line) or "not valid UTF-8"
+        raise SpecError(f"the job spec is {problem}", location=f"{label}:{line_no}") from None
     except tomllib.TOMLDecodeError as exc:
         text = str(exc)
         found = re.search(r"\s*\(at line (\d+), column (\d+)\)$", text)
@@ -248,23 +259,141 @@ def _content_hash(spec_bytes: bytes, data_path: Path) -> str:
     return digest.hexdigest()
 
 
+class BadRowsError(SpecError):
+    """Several rows of one data file are unusable: each is listed, up to a cap.
+
+    ``location`` is the first bad row's ``file:line``, ``rows`` the listed errors and
+    ``total`` the number of bad rows in all.
+    """
+
+    def __init__(self, summary: str, rows: Sequence[SpecError], total: int) -> None:
+        lines = [summary, *_listed(rows)]
+        more = total - len(rows)
+        if more > 0:
+            lines.append(f"... and {more:,} more bad row{'' if more == 1 else 's'}")
+        super().__init__("\n".join(lines))
+        self.location = rows[0].location if rows else None
+        self.rows = tuple(rows)
+        self.total = total
+
+
+def _listed(rows: Sequence[SpecError]) -> Iterator[str]:
+    """``file:line: message`` per row; a message the row above had is not repeated
+    (a bad ``[request]`` makes every row fail the same way)."""
+    previous = None
+    for row in rows:
+        text = str(row)
+        problem = text.removeprefix(f"{row.location}: ") if row.location else text
+        if row.location and problem == previous:
+            yield f"{row.location}: same problem as the row above"
+        else:
+            yield text
+        previous = problem
+
+
+class BadRows:
+    """The bad rows of one data file, collected while it streams, in flat memory.
+
+    The first ``cap`` errors are kept and the rest only counted; :meth:`raise_if_any`
+    raises them as one error. ``note`` is added to the summary line, e.g.
+    "nothing was recorded".
+    """
+
+    def __init__(
+        self, label: str, *, note: str | None = None, cap: int = MAX_REPORTED_ROWS
+    ) -> None:
+        if cap < 1:
+            raise ValueError("cap must be at least 1")
+        self.label = label
+        self.note = note
+        self.cap = cap
+        self.count = 0
+        self._kept: list[SpecError] = []
+
+    def add(self, error: SpecError) -> None:
+        self.count += 1
+        if len(self._kept) < self.cap:
+            self._kept.append(error)
+
+    def __bool__(self) -> bool:
+        return self.count > 0
+
+    def error(self) -> SpecError:
+        """Everything collected as one error: one bad row as itself, several as a list
+        whose first line says how many and where (one ``file:line: message`` per line after it).
+        """
+        if self.count == 1:
+            return self._kept[0]
+        note = f" ({self.note})" if self.note else ""
+        summary = f"{self.count:,} bad rows in {self.label}{note}:"
+        return BadRowsError(summary, self._kept, self.count)
+
+    def raise_if_any(self) -> None:
+        if self.count:
+            raise self.error()
+
+
+@functools.cache
+def shipped_models() -> PriceTable:
+    """The model table shipped with the package (``prices.json``), loaded once."""
+    return PriceTable.load()
+
+
+@dataclass(frozen=True, slots=True)
+class _RowChecks:
+    """What every rendered request is checked against."""
+
+    api_version: str
+    models: PriceTable
+    allow_unknown_models: bool
+
+
 def iter_items(
-    loaded: LoadedSpec, *, default_api_version: str = DEFAULT_API_VERSION
+    loaded: LoadedSpec,
+    *,
+    default_api_version: str = DEFAULT_API_VERSION,
+    models: PriceTable | None = None,
+    bad_rows: BadRows | None = None,
 ) -> Iterator[ItemDraft]:
-    """Stream the spec's items in file order, each rendered and validated.
+    """Stream the spec's good items in file order, each rendered and validated.
 
     Re-opens the data file on every call; memory stays flat in the file's size.
     Params are validated for the spec's ``api_version`` or else ``default_api_version``
-    (the orchestrator's setting). Duplicate keys are the store's to detect.
+    (the orchestrator's setting), and checked against ``models`` (default: the shipped
+    table): unknown model, ``max_tokens`` above the model's limit. Duplicate keys are
+    the store's to detect.
+
+    A bad row is skipped and reported, so that one run finds them all: into ``bad_rows``
+    when given (the caller raises it, e.g. before committing), else all together as one
+    SpecError once the file has been read. A problem that stops the reading (a bad CSV
+    header or quoting) is raised at once, with the bad rows found before it.
     """
     spec = loaded.spec
-    version = spec.api_version or default_api_version
-    if spec.requests is not None:
-        return _native_items(spec.requests, version)
-    return _template_items(spec, version)
+    checks = _RowChecks(
+        api_version=spec.api_version or default_api_version,
+        models=models if models is not None else shipped_models(),
+        allow_unknown_models=spec.allow_unknown_models,
+    )
+    collector = bad_rows if bad_rows is not None else BadRows(display_path(spec.data_path))
+    rows = (
+        _native_items(spec.requests, checks)
+        if spec.requests is not None
+        else _template_items(spec, checks)
+    )
+    try:
+        for row in rows:
+            if isinstance(row, SpecError):
+                collector.add(row)
+            else:
+                yield row
+    except SpecError as fatal:
+        collector.add(fatal)
+        raise collector.error() from None
+    if bad_rows is None:
+        collector.raise_if_any()
 
 
-def _template_items(spec: JobSpec, version: str) -> Iterator[ItemDraft]:
+def _template_items(spec: JobSpec, checks: _RowChecks) -> Iterator[ItemDraft | SpecError]:
     assert spec.input is not None
     assert spec.key is not None
     assert spec.request is not None
@@ -273,32 +402,52 @@ def _template_items(spec: JobSpec, version: str) -> Iterator[ItemDraft]:
     csv_input = spec.input.suffix.lower() == ".csv"
     rows = _csv_rows(spec.input, label) if csv_input else _jsonl_rows(spec.input, label)
     for ordinal, (line, row) in enumerate(rows):
+        if isinstance(row, SpecError):
+            yield row
+            continue
         where = f"{label}:{line}"
-        key = _row_key(row, spec.key, where)
         try:
+            key = _row_key(row, spec.key, where)
             params = render_request(compiled, row)
+            draft = _draft(ordinal, key, line, params, checks, where, "request")
         except MissingField as exc:
-            raise SpecError(str(exc), location=where) from None
-        yield _draft(ordinal, key, line, params, version, where, "request")
+            yield SpecError(str(exc), location=where)
+        except SpecError as exc:
+            yield exc
+        else:
+            yield draft
 
 
-def _native_items(path: Path, version: str) -> Iterator[ItemDraft]:
+def _native_items(path: Path, checks: _RowChecks) -> Iterator[ItemDraft | SpecError]:
     label = display_path(path)
     for ordinal, (line, obj) in enumerate(_jsonl_rows(path, label)):
-        where = f"{label}:{line}"
-        unexpected = sorted(set(obj) - {"custom_id", "params"})
-        if unexpected:
-            raise SpecError(
-                f'unexpected field {unexpected[0]!r}; each line is {{"custom_id": ..., '
-                '"params": {...}}',
-                location=where,
-            )
-        key = _row_key(obj, "custom_id", where)
-        params = obj.get("params")
-        if not isinstance(params, dict):
-            problem = "has no" if params is None else "needs an object as its"
-            raise SpecError(f'line {problem} "params" (the Messages API params)', location=where)
-        yield _draft(ordinal, key, line, params, version, where, "params")
+        if isinstance(obj, SpecError):
+            yield obj
+            continue
+        try:
+            draft = _native_draft(ordinal, line, obj, checks, f"{label}:{line}")
+        except SpecError as exc:
+            yield exc
+        else:
+            yield draft
+
+
+def _native_draft(
+    ordinal: int, line: int, obj: dict[str, Any], checks: _RowChecks, where: str
+) -> ItemDraft:
+    unexpected = sorted(set(obj) - {"custom_id", "params"})
+    if unexpected:
+        raise SpecError(
+            f'unexpected field {unexpected[0]!r}; each line is {{"custom_id": ..., '
+            '"params": {...}}',
+            location=where,
+        )
+    key = _row_key(obj, "custom_id", where)
+    params = obj.get("params")
+    if not isinstance(params, dict):
+        problem = "has no" if params is None else "needs an object as its"
+        raise SpecError(f'line {problem} "params" (the Messages API params)', location=where)
+    return _draft(ordinal, key, line, params, checks, where, "params")
 
 
 def _row_key(row: dict[str, Any], field: str, where: str) -> str:
@@ -315,12 +464,13 @@ def _draft(
     key: str,
     line: int,
     params: dict[str, Any],
-    version: str,
+    checks: _RowChecks,
     where: str,
     prefix: str,
 ) -> ItemDraft:
     try:
-        validate_params(params, api_version=version)
+        validate_params(params, api_version=checks.api_version)
+        check_model(params, checks.models, allow_unknown=checks.allow_unknown_models)
         params_json = orjson.dumps(params, option=orjson.OPT_SORT_KEYS)
     except ParamsError as exc:
         path = f"{prefix}.{exc.path}" if exc.path else prefix
@@ -331,47 +481,93 @@ def _draft(
     return ItemDraft(ordinal, key, line, params, params_json, digest)
 
 
-def _jsonl_rows(path: Path, label: str) -> Iterator[tuple[int, dict[str, Any]]]:
-    """(line number, object) per non-blank line; binary mode splits on b"\\n" only."""
+def _jsonl_rows(path: Path, label: str) -> Iterator[tuple[int, dict[str, Any] | SpecError]]:
+    """(line number, object or its problem) per non-blank line.
+
+    Binary mode splits on b"\\n" only and each line is parsed on its own, so a bad
+    line (JSON or UTF-8) is reported with its own number.
+    """
     with path.open("rb") as lines:
         for line_no, raw in enumerate(lines, start=1):
             text = raw.removeprefix(_BOM) if line_no == 1 else raw
-            if not text.strip():
-                continue
-            try:
-                value = orjson.loads(text)
-            except orjson.JSONDecodeError as exc:
-                message = f"invalid JSON at column {exc.colno}: {exc.msg}"
-                raise SpecError(message, location=f"{label}:{line_no}") from None
-            if not isinstance(value, dict):
-                kind = type(value).__name__.replace("list", "array").replace("dict", "object")
-                message = f"expected a JSON object on each line, got {kind}"
-                raise SpecError(message, location=f"{label}:{line_no}")
-            yield line_no, value
+            if text.strip():
+                yield line_no, _json_object(text, f"{label}:{line_no}")
 
 
-def _csv_rows(path: Path, label: str) -> Iterator[tuple[int, dict[str, Any]]]:
-    """(line where the record starts, row) per record; quoted fields may span lines."""
+def _json_object(text: bytes, where: str) -> dict[str, Any] | SpecError:
+    try:
+        value = orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        message = _utf8_problem(text) or f"invalid JSON at column {exc.colno}: {exc.msg}"
+        return SpecError(message, location=where)
+    if not isinstance(value, dict):
+        kind = type(value).__name__.replace("list", "array").replace("dict", "object")
+        return SpecError(f"expected a JSON object on each line, got {kind}", location=where)
+    return value
+
+
+def _utf8_problem(raw: bytes) -> str | None:
+    """Where ``raw`` (one line) stops being UTF-8, as a message; None when it is UTF-8."""
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        column = len(raw[: exc.start].decode("utf-8")) + 1  # in characters, 1-based
+        return f"not valid UTF-8 (byte 0x{raw[exc.start]:02x} at column {column})"
+    return None
+
+
+def _csv_rows(path: Path, label: str) -> Iterator[tuple[int, dict[str, Any] | SpecError]]:
+    """(line where the record starts, row or its problem) per record; quoted fields may
+    span lines. A broken header or quoting stops the reading (raised at once).
+    """
+    not_utf8: list[SpecError] = []  # lines of the current record that are not UTF-8
     end = 0
     try:
-        with path.open("r", encoding="utf-8-sig", newline="") as text:
-            reader = csv.reader(text)
+        with path.open("rb") as data:
+            reader = csv.reader(_text_lines(data, label, not_utf8))
             header: list[str] | None = None
             for record in reader:
                 start, end = end + 1, reader.line_num
-                if not record:
+                where = f"{label}:{start}"
+                if not_utf8:
+                    problem = not_utf8[0]
+                    not_utf8.clear()
+                    if header is None:
+                        raise problem
+                    yield start, problem
+                elif not record:
                     continue  # blank line
-                if header is None:
-                    header = _csv_header(record, f"{label}:{start}")
+                elif header is None:
+                    header = _csv_header(record, where)
                 elif len(record) != len(header):
-                    raise SpecError(
-                        f"row has {len(record)} fields but the header has {len(header)}",
-                        location=f"{label}:{start}",
-                    )
+                    message = f"row has {len(record)} fields but the header has {len(header)}"
+                    yield start, SpecError(message, location=where)
                 else:
                     yield start, dict(zip(header, record, strict=True))
-    except (csv.Error, UnicodeDecodeError) as exc:
+    except csv.Error as exc:
         raise SpecError(f"unreadable CSV: {exc}", location=f"{label}:{end + 1}") from None
+
+
+def _text_lines(data: BinaryIO, label: str, not_utf8: list[SpecError]) -> Iterator[str]:
+    """The file's lines decoded one by one, split as text mode with ``newline=""`` splits
+    them (on \\r\\n, \\r or \\n, ends kept) so ``csv`` counts lines as before.
+
+    Decoding each line on its own puts a byte that is not UTF-8 on its own line (a
+    text-mode file fails on a read-ahead block instead). Such a line is noted in
+    ``not_utf8`` and passed on with the bad bytes replaced, so the parser keeps its place.
+    """
+    line_no = 0
+    for chunk in data:
+        for raw in chunk.splitlines(keepends=True):
+            line_no += 1
+            line = raw.removeprefix(_BOM) if line_no == 1 else raw
+            try:
+                text = line.decode("utf-8")
+            except UnicodeDecodeError:
+                problem = _utf8_problem(line) or "not valid UTF-8"
+                not_utf8.append(SpecError(problem, location=f"{label}:{line_no}"))
+                text = line.decode("utf-8", "replace")
+            yield text
 
 
 def _csv_header(record: list[str], where: str) -> list[str]:

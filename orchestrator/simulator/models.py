@@ -17,7 +17,7 @@ _64K = 64_000
 MAX_OUTPUT_TOKENS: dict[str, int] = {
     "claude-fable-5-2": _128K,
     "claude-mythos-5-2": _128K,
-    "claude-haiku-5-5": _64K,
+    "claude-haiku-5-5": _128K,
     "claude-sonnet-5-5": _128K,
     "claude-opus-5-5": _128K,
     "claude-fable-5-1": _128K,
@@ -30,7 +30,7 @@ MAX_OUTPUT_TOKENS: dict[str, int] = {
     "claude-opus-4-7": _128K,
     "claude-mythos-preview": _128K,
     "claude-opus-4-6": _128K,
-    "claude-sonnet-4-6": _64K,
+    "claude-sonnet-4-6": _128K,
     "claude-haiku-4-5": _64K,
     "claude-haiku-4-5-20251001": _64K,
     "claude-opus-4-5": _64K,

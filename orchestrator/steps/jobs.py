@@ -1,5 +1,9 @@
 """Recording a job from its spec: validate everything before any spend.
 
+Items stream into the store in one transaction; a bad row is skipped and collected,
+and if any row was bad they are all reported (up to a cap) just before the commit,
+which rolls everything back: nothing is recorded.
+
 ``submit_spec`` is idempotent: the same spec (same name, same content hash over
 the spec and its data) resumes the job it made before; a different spec under a
 name in use is refused.
@@ -15,7 +19,14 @@ from pathlib import Path
 from orchestrator.domain.contract import DEFAULT_API_VERSION, ENVELOPE_OVERHEAD
 from orchestrator.domain.planning import make_custom_id, request_bytes
 from orchestrator.domain.pricing import PriceTable, approx_input_tokens, estimate_cost_usd
-from orchestrator.domain.spec import ItemDraft, LoadedSpec, display_path, iter_items, load_spec
+from orchestrator.domain.spec import (
+    BadRows,
+    ItemDraft,
+    LoadedSpec,
+    display_path,
+    iter_items,
+    load_spec,
+)
 from orchestrator.errors import BudgetExceededError, JobConflictError, JobNotFoundError, SpecError
 from orchestrator.store.queries import Store
 from orchestrator.store.records import JobRecord, NewJob
@@ -57,9 +68,11 @@ def submit_spec(
             )
         return existing, False
     estimate = Estimate()
-    items = _checked_items(loaded, store.store_tag(), prices, estimate, api_version)
+    bad_rows = BadRows(display_path(spec.data_path), note="nothing was recorded")
+    items = _checked_items(loaded, store.store_tag(), prices, estimate, api_version, bad_rows)
 
     def check_budget(item_count: int) -> None:
+        bad_rows.raise_if_any()  # inside the transaction: raising rolls every item back
         if item_count == 0:
             raise SpecError(
                 "the job has no items (the input file has no rows)", location=str(loaded.path)
@@ -100,19 +113,30 @@ def _new_job(loaded: LoadedSpec, name: str, api_version: str) -> NewJob:
 
 
 def _checked_items(
-    loaded: LoadedSpec, tag: str, prices: PriceTable, estimate: Estimate, api_version: str
+    loaded: LoadedSpec,
+    tag: str,
+    prices: PriceTable,
+    estimate: Estimate,
+    api_version: str,
+    bad_rows: BadRows,
 ) -> Iterator[ItemDraft]:
-    """Items, refusing any request too big for a batch, and summing the estimate."""
+    """The good items, summing the estimate; bad rows (a request too big for a batch
+    included) go to ``bad_rows``, which the caller raises before committing.
+    """
     widest_id = make_custom_id(tag, _WIDEST_ITEM_ID, _WIDEST_ATTEMPT)
     limit = loaded.spec.batching.max_bytes
-    for item in iter_items(loaded, default_api_version=api_version):
+    checked = iter_items(loaded, default_api_version=api_version, models=prices, bad_rows=bad_rows)
+    for item in checked:
         size = len(request_bytes(widest_id, item.params_json)) + ENVELOPE_OVERHEAD
         if size > limit:
-            raise SpecError(
-                f"request is {size:,} bytes with its batch envelope; the batch limit "
-                f"(batching.max_bytes) is {limit:,}: shorten this row",
-                location=f"{item_location(loaded, item)}",
+            bad_rows.add(
+                SpecError(
+                    f"request is {size:,} bytes with its batch envelope; the batch limit "
+                    f"(batching.max_bytes) is {limit:,}: shorten this row",
+                    location=item_location(loaded, item),
+                )
             )
+            continue
         _add_estimate(estimate, item, prices)
         yield item
 

@@ -73,7 +73,10 @@ def test_over_budget_is_refused_before_any_row_is_kept(ctx: StepContext, tmp_pat
 
 
 def test_budget_with_an_unpriced_model_is_refused(ctx: StepContext, tmp_path: Path) -> None:
-    spec = write_job(tmp_path, "unpriced", 5, options="budget_usd = 100.0")
+    # allow_unknown_models: an unknown model is refused by validation unless allowed (see
+    # test_validation.py); this test is about the budget check for an allowed one.
+    options = "budget_usd = 100.0\nallow_unknown_models = true"
+    spec = write_job(tmp_path, "unpriced", 5, options=options)
     spec.write_text(spec.read_text().replace("claude-haiku-4-5", "claude-future-9"))
 
     with pytest.raises(BudgetExceededError, match="no price"):

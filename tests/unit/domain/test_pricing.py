@@ -131,3 +131,89 @@ def test_a_malformed_price_table_is_a_config_error(tmp_path: Path) -> None:
     path.write_text(json.dumps({"as_of": "x", "batch_discount": 0.5, "prices": [{"models": []}]}))
     with pytest.raises(ConfigError, match="is malformed"):
         PriceTable.load(path)
+
+
+# --- the model table: limits on the same rows -----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("model", "listed", "max_output_tokens", "supports_thinking"),
+    [
+        ("claude-fable-5-2", "claude-fable-5-2", 128_000, True),
+        ("claude-mythos-5-1", "claude-mythos-5-1", 128_000, True),
+        ("claude-fable-5", "claude-fable-5", 128_000, True),
+        ("claude-opus-5-5", "claude-opus-5-5", 128_000, True),
+        ("claude-opus-5", "claude-opus-5", 128_000, True),
+        ("claude-opus-4-7", "claude-opus-4-7", 128_000, True),
+        ("claude-opus-4-6", "claude-opus-4-6", 128_000, True),
+        ("claude-opus-4-5-20251101", "claude-opus-4-5", 64_000, True),
+        ("claude-opus-4-1-20250805", "claude-opus-4-1", 32_000, True),
+        ("claude-opus-4-20250514", "claude-opus-4", 32_000, True),
+        ("claude-sonnet-5-5", "claude-sonnet-5-5", 128_000, True),
+        ("claude-sonnet-5", "claude-sonnet-5", 128_000, True),
+        ("claude-sonnet-4-6", "claude-sonnet-4-6", 128_000, True),
+        ("claude-sonnet-4-5-20250929", "claude-sonnet-4-5", 64_000, True),
+        ("claude-sonnet-4-0", "claude-sonnet-4-0", 64_000, True),
+        ("claude-haiku-5-5", "claude-haiku-5-5", 128_000, True),
+        ("claude-haiku-4-5", "claude-haiku-4-5", 64_000, True),
+        ("claude-haiku-4-5-20251001", "claude-haiku-4-5", 64_000, True),
+        ("claude-3-5-haiku-latest", "claude-3-5-haiku", 8_192, False),
+    ],
+)
+def test_model_limits(
+    table: PriceTable,
+    model: str,
+    listed: str,
+    max_output_tokens: int,
+    supports_thinking: bool,
+) -> None:
+    info = table.model(model)
+    assert info is not None, model
+    assert (info.model, info.max_output_tokens, info.supports_thinking) == (
+        listed,
+        max_output_tokens,
+        supports_thinking,
+    )
+    assert info.price == table.price_for(model)
+    assert info.limits_source
+
+
+@pytest.mark.parametrize("model", ["gpt-4o", "claude-opus-4-9", "claude-haiku-4-5x", ""])
+def test_unknown_models_have_no_row(table: PriceTable, model: str) -> None:
+    assert table.model(model) is None
+
+
+def test_model_ids_are_every_listed_id_sorted(table: PriceTable) -> None:
+    ids = table.model_ids
+    assert ids == tuple(sorted(ids))
+    assert {"claude-haiku-4-5", "claude-opus-4-0", "claude-3-5-haiku"} <= set(ids)
+    assert all(table.model(model) is not None for model in ids)
+
+
+def test_limits_are_sourced_and_dated() -> None:
+    raw = json.loads((Path(__file__).parents[3] / "orchestrator/domain/prices.json").read_text())
+    assert raw["limits_as_of"] == "2026-11-22"
+    assert "platform.claude.com" in raw["limits_source"]
+    assert all(row["max_output_tokens"] >= 1 for row in raw["prices"])
+
+
+def test_a_row_without_max_output_tokens_is_a_config_error(tmp_path: Path) -> None:
+    row = {
+        "models": ["m"],
+        "input": 1,
+        "cache_write_5m": 1,
+        "cache_write_1h": 1,
+        "cache_read": 1,
+        "output": 1,
+        "as_of": "x",
+        "source": "y",
+    }
+    table = {"as_of": "x", "batch_discount": 0.5, "limits_as_of": "x", "limits_source": "y"}
+    path = tmp_path / "prices.json"
+    path.write_text(json.dumps({**table, "prices": [row]}))
+    with pytest.raises(ConfigError, match="max_output_tokens"):
+        PriceTable.load(path)
+    path.write_text(json.dumps({**table, "prices": [{**row, "max_output_tokens": 5}]}))
+    info = PriceTable.load(path).model("m")
+    assert info is not None
+    assert (info.max_output_tokens, info.supports_thinking, info.limits_source) == (5, None, "y")

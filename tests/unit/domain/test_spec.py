@@ -58,7 +58,7 @@ def test_unknown_field_is_an_error(write_spec: WriteSpec) -> None:
     path = write_spec('colour = "red"\n' + TEMPLATE_SPEC)
     assert spec_error(path) == (
         f"{path}: colour: unknown field (allowed here: name, input, key, request, requests, "
-        "batching, retry, budget_usd, schedule, cache, api_version)"
+        "batching, retry, budget_usd, schedule, cache, api_version, allow_unknown_models)"
     )
 
 
@@ -290,8 +290,12 @@ def test_bad_jsonl_line_names_file_and_line(write_spec: WriteSpec, line: str, me
 
 def test_rendered_params_are_validated_with_file_line_and_field_path(write_spec: WriteSpec) -> None:
     path = write_spec(TEMPLATE_SPEC + "temperature = 0.5\n")
-    assert spec_error(path).startswith(
-        f"{path.parent / 'rows.jsonl'}:1: request.temperature: Extra inputs are not permitted "
+    first, *rows = spec_error(path).splitlines()
+    data = path.parent / "rows.jsonl"
+    assert first == f"2 bad rows in {data}:"  # both rows render the same bad request
+    assert [row.split(": ", 1)[0] for row in rows] == [f"{data}:1", f"{data}:2"]
+    assert rows[0].startswith(
+        f"{data}:1: request.temperature: Extra inputs are not permitted "
         "(temperature, top_p and top_k were removed in API version 2026-10-21"
     )
 
@@ -376,7 +380,8 @@ def test_csv_header_must_have_unique_names(write_spec: WriteSpec) -> None:
 
 # --- native form -------------------------------------------------------------------------
 
-NATIVE_SPEC = 'name = "n"\nrequests = "requests.jsonl"\n'
+#: "m" is no model in the table: these tests are about the native form, not models.
+NATIVE_SPEC = 'name = "n"\nrequests = "requests.jsonl"\nallow_unknown_models = true\n'
 NATIVE_PARAMS = '{"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]}'
 
 
