@@ -121,7 +121,9 @@ def ingest_batch(ctx: StepContext, lease: Lease) -> str:
             "batch %s: ingest failed (%s); will download again in %.0f s", batch.id, exc, wait
         )
         return "deferred"
-    stored = ctx.store.count_results(batch.id)
+    # Complete when every request has a line, readable or not: an unreadable line is
+    # not fetched again (it would read the same), and never bought again.
+    stored = ctx.store.count_answered(batch.id)
     if stored < batch.request_count and batch.ingest_attempts + 1 < MAX_SHORT_DOWNLOADS:
         # A short (or empty) but clean file is fetched again, after a pause, before
         # anything is re-sent: the API may still be writing it.

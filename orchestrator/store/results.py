@@ -7,7 +7,7 @@ from dataclasses import fields
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import String, Table, and_, bindparam, func, select
+from sqlalchemy import String, Table, and_, bindparam, func, select, union
 
 from orchestrator.domain.states import BatchStatus, ItemStatus, ResultType
 from orchestrator.store._sql import StoreBase, held
@@ -84,6 +84,25 @@ class ResultOps(StoreBase):
                     )
                 ).scalar_one()
             )
+
+    def count_answered(self, batch_id: int) -> int:
+        """Requests of this batch the results file answered: stored, or quarantined under
+        the request's custom_id (a line was there, just unreadable)."""
+        with self._tx() as s:
+            stored = select(Result.custom_id).where(Result.batch_id == batch_id)
+            unreadable = (
+                select(Quarantine.custom_id)
+                .join(
+                    BatchRequest,
+                    and_(
+                        BatchRequest.batch_id == Quarantine.batch_id,
+                        BatchRequest.custom_id == Quarantine.custom_id,
+                    ),
+                )
+                .where(Quarantine.batch_id == batch_id)
+            )
+            answered = union(stored, unreadable).subquery()
+            return int(s.execute(select(func.count()).select_from(answered)).scalar_one())
 
     def request_refs(
         self, batch_id: int, after_id: int, limit: int
