@@ -8,6 +8,7 @@ simulator on loopback, as a user would.
 from __future__ import annotations
 
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -322,3 +323,32 @@ def test_batches_piped_prints_whole_ids(sim: SimulatorServer, tmp_path: Path) ->
     assert listing.returncode == 0
     assert f"{remote_id}\tended\t" in listing.stdout
     assert listing.stdout.strip().endswith("\t1")  # owned by job 1
+
+
+# -- graceful shutdown -------------------------------------------------------------------
+
+
+def test_sigterm_stops_run_after_its_step_and_frees_its_leases(tmp_path: Path) -> None:
+    db = tmp_path / "s.db"
+    with SimulatorServer(SimulatorConfig(processing_seconds=30)) as sim:
+        env = sim_env(sim, db)
+        runner = subprocess.Popen(
+            [sys.executable, "-m", "orchestrator", "run", str(write_spec(tmp_path, "term", 30))],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            deadline = time.monotonic() + 30
+            while not query_ok(db, "SELECT 1 FROM batches WHERE remote_id IS NOT NULL"):
+                assert time.monotonic() < deadline, "the run never created its batch"
+                time.sleep(0.1)
+            runner.send_signal(signal.SIGTERM)
+            _, err = runner.communicate(timeout=15)
+        finally:
+            runner.kill()
+        assert runner.returncode == 130
+        assert "run the same command again" in err
+        assert query(db, "SELECT count(*) FROM batches WHERE lease_owner IS NOT NULL") == [(0,)]
+        assert query(db, "SELECT count(*) FROM jobs WHERE lease_owner IS NOT NULL") == [(0,)]
