@@ -128,6 +128,11 @@ def print_summary(
     )
     table.add_row("tokens in / out", f"{report.input_tokens:,} / {report.output_tokens:,}")
     table.add_row("cost (batch prices)", f"${report.cost_usd:.4f}")
+    if report.duplicate_requests:
+        table.add_row(
+            "duplicate spend",
+            f"{report.duplicate_requests:,} requests billed twice (duplicates of a lost create)",
+        )
     if job.cache_hits:
         table.add_row(
             "answered from cache", f"{job.cache_hits:,} items, saved ${job.cache_saved_usd:.4f}"

@@ -5,7 +5,9 @@
 * ``adopted``: the batch was matched by listing, and stays tentative until its
   results' custom_ids prove it ours;
 * ``reconcile_until``: when an unknown create may be declared never made;
-* ``foreign_batches``: remote batches proven to belong to somebody else.
+* ``foreign_batches``: remote batches proven to belong to somebody else;
+* ``duplicate_batches``: other listed batches that matched the same lost create,
+  watched until their results prove them ours (billed duplicates, reported) or not.
 
 Revision ID: 0003
 Revises: 0002
@@ -55,7 +57,30 @@ def upgrade() -> None:
     )
 
 
+    op.create_table(
+        "duplicate_batches",
+        sa.Column("remote_id", sa.Text(), nullable=False),
+        sa.Column("batch_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("paid_requests", sa.Integer(), server_default="0", nullable=False),
+        sa.Column(
+            "found_at",
+            sa.DateTime(timezone=True),
+            server_default=sa.text("CURRENT_TIMESTAMP"),
+            nullable=False,
+        ),
+        sa.ForeignKeyConstraint(
+            ["batch_id"],
+            ["batches.id"],
+            name=op.f("fk_duplicate_batches_batch_id_batches"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("remote_id", name=op.f("pk_duplicate_batches")),
+    )
+
+
 def downgrade() -> None:
+    op.drop_table("duplicate_batches")
     op.drop_table("foreign_batches")
     with op.batch_alter_table("batches") as batch:
         batch.drop_index(

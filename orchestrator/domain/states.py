@@ -56,6 +56,14 @@ class BatchStatus(StrEnum):
     REJECTED = "rejected"  #: The API refused the create outright (a final 4xx).
 
 
+class DuplicateStatus(StrEnum):
+    """Another listed batch that matched the same lost create as the adopted one."""
+
+    WATCHING = "watching"  #: Not ended yet: its results will tell whose it is.
+    OURS = "ours"  #: Its results carry this store's custom_ids: a billed duplicate.
+    FOREIGN = "foreign"  #: Somebody else's (or gone): nothing of it is stored.
+
+
 class Outcome(StrEnum):
     """The decision for one item after one result (``domain.outcomes.decide``)."""
 
@@ -138,6 +146,7 @@ __all__ = [
     "SETTLED_JOB_STATUSES",
     "TERMINAL_ITEM_STATUSES",
     "BatchStatus",
+    "DuplicateStatus",
     "ItemStatus",
     "JobStatus",
     "Outcome",

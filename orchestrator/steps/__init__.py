@@ -12,6 +12,7 @@ from datetime import datetime
 from orchestrator.api.retry import is_transient
 from orchestrator.errors import APIConnectionError
 from orchestrator.steps.context import StepContext, StepReport, log, utcnow
+from orchestrator.steps.duplicates import duplicates
 from orchestrator.steps.ingest import ingest
 from orchestrator.steps.plan import plan
 from orchestrator.steps.poll import poll
@@ -22,7 +23,7 @@ Step = Callable[[StepContext, datetime], StepReport]
 
 #: Order matters only for latency: recover settles lost creates before new ones
 #: go out; ingest right after poll picks up what just ended.
-STEPS: tuple[Step, ...] = (recover, plan, submit, poll, ingest)
+STEPS: tuple[Step, ...] = (recover, plan, submit, poll, ingest, duplicates)
 
 
 def finish_jobs(ctx: StepContext, now: datetime) -> StepReport:
@@ -77,6 +78,7 @@ __all__ = [
     "STEPS",
     "StepContext",
     "StepReport",
+    "duplicates",
     "finish_jobs",
     "ingest",
     "plan",

@@ -161,5 +161,6 @@ def _settle(
             )
             return Verdict.WAIT
         excluded.add(found.chosen.id)
+        ctx.store.add_duplicates(batch.id, [r.id for r in found.others])
         log.info("batch %s: adopted %s after a lost create", batch.id, found.chosen.id)
     return found.verdict

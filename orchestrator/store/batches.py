@@ -30,7 +30,7 @@ from orchestrator.store._sql import (
     lock_active_job,
 )
 from orchestrator.store.records import BatchRecord, Lease, RemoteState, RequestLine
-from orchestrator.store.tables import Batch, BatchRequest, ForeignBatch, Item
+from orchestrator.store.tables import Batch, BatchRequest, DuplicateBatch, ForeignBatch, Item
 
 #: Requests read per transaction while a create body streams out.
 REQUEST_PAGE_ROWS = 1000
@@ -207,7 +207,13 @@ class BatchOps(StoreBase):
                         **_remote_fields(remote),
                     )
                 )
-                return count(res) == 1
+                if count(res) != 1:
+                    return False
+                # Adopted: no longer one of the batch's watched duplicates.
+                s.execute(
+                    delete(DuplicateBatch).where(DuplicateBatch.remote_id == remote.remote_id)
+                )
+                return True
         except IntegrityError:
             return False
 

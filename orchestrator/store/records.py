@@ -242,6 +242,8 @@ class JobReport:
     output_tokens: int = 0
     quarantined: int = 0
     #: Requests in batches the API accepted (every attempt counts once).
+    #: Requests answered twice: billed again in a duplicate batch of a lost create.
+    duplicate_requests: int = 0
     sent_requests: int = 0
     #: Requests still to be accepted: items pending, or in a batch not yet created.
     unsent_requests: int = 0

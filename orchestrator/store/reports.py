@@ -8,10 +8,16 @@ from typing import Any
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
-from orchestrator.domain.states import REMOTE_BATCH_STATUSES, BatchStatus, ItemStatus, ResultType
+from orchestrator.domain.states import (
+    REMOTE_BATCH_STATUSES,
+    BatchStatus,
+    DuplicateStatus,
+    ItemStatus,
+    ResultType,
+)
 from orchestrator.store._sql import StoreBase, job_record
 from orchestrator.store.records import FailureGroup, JobReport
-from orchestrator.store.tables import Batch, Item, Job, Quarantine, Result
+from orchestrator.store.tables import Batch, DuplicateBatch, Item, Job, Quarantine, Result
 
 #: Rows of ``final_results`` read per transaction while exporting.
 EXPORT_PAGE_ROWS = 1000
@@ -68,6 +74,11 @@ class ReportOps(StoreBase):
                     Batch.status.not_in(REMOTE_BATCH_STATUSES),
                 )
             ).scalar_one()
+            duplicates = s.execute(
+                select(func.coalesce(func.sum(DuplicateBatch.paid_requests), 0))
+                .join(Batch, Batch.id == DuplicateBatch.batch_id)
+                .where(Batch.job_id == job_id, DuplicateBatch.status == DuplicateStatus.OURS)
+            ).scalar_one()
             item_counts = {ItemStatus(k): int(v) for k, v in items}
             return JobReport(
                 job=job,
@@ -79,6 +90,7 @@ class ReportOps(StoreBase):
                 input_tokens=int(tin or 0),
                 output_tokens=int(tout or 0),
                 quarantined=int(quarantined),
+                duplicate_requests=int(duplicates),
                 sent_requests=int(sent),
                 unsent_requests=item_counts.get(ItemStatus.PENDING, 0) + int(unsent_queued),
                 failures=_failure_groups(s, job_id),

@@ -389,6 +389,22 @@ class ForeignBatch(Base):
     found_at: Mapped[utc_now]
 
 
+class DuplicateBatch(Base):
+    """Another listed batch that matched the same lost create as an adopted one.
+
+    ``status`` is ``watching`` until it ends, then ``ours`` (its results carry this
+    store's custom_ids: a billed duplicate, stored and reported) or ``foreign``.
+    """
+
+    __tablename__ = "duplicate_batches"
+
+    remote_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    batch_id: Mapped[int] = mapped_column(ForeignKey("batches.id", ondelete="CASCADE"))
+    status: Mapped[str] = mapped_column(String(16))
+    paid_requests: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    found_at: Mapped[utc_now]
+
+
 class ApiBackoff(Base):
     """Shared back-off: when the API says 429/529, every daemon on this store waits."""
 

@@ -1,0 +1,266 @@
+"""The job aggregate: recording a job with its items, finding, finishing and canceling it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+
+import pytest
+from sqlalchemy.exc import StatementError
+
+from orchestrator.domain.states import BatchStatus, ItemStatus, JobStatus, ResultType
+from orchestrator.errors import JobNotFoundError, SpecError
+from orchestrator.store import jobs as jobs_module
+from orchestrator.store.queries import Store
+from tests.unit.store.helpers import (
+    ALL_BATCH_STATUSES,
+    T0,
+    at,
+    count_rows,
+    created_batch,
+    creating_batch,
+    draft,
+    drafts,
+    ended_batch,
+    item_ids,
+    item_statuses,
+    make_job,
+    new_job,
+    plan_batch,
+    reject_batch,
+    resolve,
+)
+
+# -- create_job -------------------------------------------------------------------------
+
+
+def test_create_job_records_every_item_as_pending(store: Store) -> None:
+    job = store.create_job(new_job("qa"), drafts(3), now=T0)
+
+    assert (job.name, job.status, job.items_total) == ("qa", JobStatus.ACTIVE, 3)
+    assert store.get_job(job.id) == job
+    rows = list(store.final_results(job.id))
+    assert [(r["key"], r["ordinal"], r["status"]) for r in rows] == [
+        ("k0", 0, ItemStatus.PENDING),
+        ("k1", 1, ItemStatus.PENDING),
+        ("k2", 2, ItemStatus.PENDING),
+    ]
+    pending = store.pending_items(job.id, 0, 10)
+    assert [(p.attempts, p.params_json) for p in pending] == [(0, d.params_json) for d in drafts(3)]
+
+
+class Refused(Exception):
+    pass
+
+
+def test_before_commit_raising_leaves_no_job_and_no_item(store: Store) -> None:
+    counted: list[int] = []
+
+    def over_budget(total: int) -> None:
+        counted.append(total)
+        raise Refused("the estimate is above budget_usd")
+
+    with pytest.raises(Refused):
+        store.create_job(new_job("big"), drafts(3), before_commit=over_budget, now=T0)
+
+    assert counted == [3]
+    assert store.find_job_by_name("big") is None
+    assert store.list_jobs() == []
+    assert count_rows(store, "items") == 0
+
+
+@pytest.mark.parametrize(
+    ("chunk_rows", "reason"),
+    [
+        pytest.param(1000, "(first seen on line 1)", id="within-one-chunk"),
+        pytest.param(2, "(already used by an earlier row)", id="across-chunks"),
+    ],
+)
+def test_a_duplicate_key_is_refused_naming_its_line(
+    store: Store, monkeypatch: pytest.MonkeyPatch, chunk_rows: int, reason: str
+) -> None:
+    monkeypatch.setattr(jobs_module, "ITEM_CHUNK_ROWS", chunk_rows)
+    rows = [draft(0, "a"), draft(1, "b"), draft(2, "a")]  # input lines 1, 2, 3
+
+    with pytest.raises(SpecError, match="duplicate key 'a'") as caught:
+        store.create_job(new_job(), rows, now=T0)
+
+    assert caught.value.location == "jobs/test.toml: input line 3"
+    assert reason in str(caught.value)
+    assert store.list_jobs() == []
+    assert count_rows(store, "items") == 0
+
+
+def test_a_naive_datetime_is_refused_and_nothing_is_written(store: Store) -> None:
+    with pytest.raises(StatementError, match="naive datetime"):
+        store.create_job(new_job("naive"), drafts(1), now=datetime(2026, 1, 1, 12))
+
+    assert store.list_jobs() == []
+
+
+# -- finding a job ----------------------------------------------------------------------
+
+
+def test_a_missing_job_is_none_or_job_not_found(store: Store) -> None:
+    make_job(store, 1, name="present")
+
+    assert store.find_job_by_id(999) is None
+    assert store.find_job_by_name("absent") is None
+    with pytest.raises(JobNotFoundError, match="no job with id 999"):
+        store.get_job(999)
+
+
+def test_a_job_is_found_by_its_name_and_by_its_id(store: Store) -> None:
+    job = make_job(store, 1, name="nightly")
+
+    assert store.find_job_by_name("nightly") == job
+    assert store.find_job_by_id(job.id) == job
+    assert store.get_job(job.id) == job
+
+
+def test_an_all_digit_name_is_a_name_not_an_id(store: Store) -> None:
+    year = make_job(store, 1, name="2024")
+    # A second job whose name spells the first job's id.
+    other = make_job(store, 1, name=str(year.id))
+
+    assert store.find_job_by_name("2024") == year
+    assert store.find_job_by_id(2024) is None
+    assert store.find_job_by_name(str(year.id)) == other
+    assert store.get_job(year.id).name == "2024"
+
+
+def test_list_jobs_filters_by_status_in_id_order(store: Store) -> None:
+    first = make_job(store, 1, name="first")
+    canceled = make_job(store, 1, name="canceled")
+    store.cancel_job(canceled.id, at(1))
+    last = make_job(store, 1, name="last")
+
+    assert [j.id for j in store.list_jobs()] == [first.id, canceled.id, last.id]
+    assert [j.id for j in store.list_jobs([JobStatus.ACTIVE])] == [first.id, last.id]
+    assert [j.id for j in store.list_jobs([JobStatus.CANCELED])] == [canceled.id]
+
+
+@pytest.mark.parametrize("scoped", [False, True])
+def test_active_job_ids_lists_active_jobs_optionally_one(store: Store, scoped: bool) -> None:
+    first = make_job(store, 1, name="first")
+    second = make_job(store, 1, name="second")
+    store.cancel_job(make_job(store, 1, name="canceled").id, at(1))
+
+    got = store.active_job_ids(second.id if scoped else None)
+
+    assert sorted(got) == ([second.id] if scoped else [first.id, second.id])
+
+
+def test_job_of_batch_names_the_batch_job(store: Store) -> None:
+    make_job(store, 1, name="other")
+    job = make_job(store, 1, name="mine")
+
+    assert store.job_of_batch(plan_batch(store, job.id)).name == "mine"
+
+
+# -- finish_job_if_done -----------------------------------------------------------------
+
+#: Brings a two-item job to some state: (store, job id, its item ids).
+Scenario = Callable[[Store, int, list[int]], None]
+
+
+def _nothing_sent(store: Store, job_id: int, ids: list[int]) -> None:
+    pass
+
+
+def _all_queued(store: Store, job_id: int, ids: list[int]) -> None:
+    plan_batch(store, job_id)
+
+
+def _one_failed_one_pending(store: Store, job_id: int, ids: list[int]) -> None:
+    reject_batch(store, job_id, ids[:1])
+
+
+def _one_succeeded_one_to_retry(store: Store, job_id: int, ids: list[int]) -> None:
+    ended = ended_batch(store, job_id, [ResultType.SUCCEEDED, ResultType.ERRORED])
+    resolve(store, ended, [ItemStatus.SUCCEEDED, ItemStatus.PENDING])
+
+
+def _all_failed(store: Store, job_id: int, ids: list[int]) -> None:
+    reject_batch(store, job_id)
+
+
+def _succeeded_and_canceled(store: Store, job_id: int, ids: list[int]) -> None:
+    ended = ended_batch(store, job_id, [ResultType.SUCCEEDED, ResultType.CANCELED])
+    resolve(store, ended, [ItemStatus.SUCCEEDED, ItemStatus.CANCELED])
+
+
+@pytest.mark.parametrize(
+    ("scenario", "done"),
+    [
+        pytest.param(_nothing_sent, False, id="nothing-sent"),
+        pytest.param(_all_queued, False, id="all-queued"),
+        pytest.param(_one_failed_one_pending, False, id="one-failed-one-pending"),
+        pytest.param(_one_succeeded_one_to_retry, False, id="one-succeeded-one-to-retry"),
+        pytest.param(_all_failed, True, id="all-failed"),
+        pytest.param(_succeeded_and_canceled, True, id="succeeded-and-canceled"),
+    ],
+)
+def test_a_job_is_done_only_when_every_item_is_terminal(
+    store: Store, scenario: Scenario, done: bool
+) -> None:
+    job = make_job(store, 2)
+    scenario(store, job.id, item_ids(store, job.id))
+
+    assert store.finish_job_if_done(job.id, at(900)) is done
+
+    after = store.get_job(job.id)
+    assert after.status is (JobStatus.DONE if done else JobStatus.ACTIVE)
+    assert after.finished_at == (at(900) if done else None)
+
+
+def test_finish_job_if_done_finishes_a_job_once(store: Store) -> None:
+    job = make_job(store, 1)
+    reject_batch(store, job.id)
+    assert store.finish_job_if_done(job.id, at(1))
+
+    assert store.finish_job_if_done(job.id, at(2)) is False
+    assert store.get_job(job.id).finished_at == at(1)
+
+
+def test_finish_job_if_done_leaves_a_canceled_job_canceled(store: Store) -> None:
+    job = make_job(store, 1)
+    store.cancel_job(job.id, at(1))  # its one item is canceled: every item is terminal
+
+    assert store.finish_job_if_done(job.id, at(2)) is False
+    after = store.get_job(job.id)
+    assert (after.status, after.finished_at) == (JobStatus.CANCELED, None)
+
+
+# -- cancel_job -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("create_status", [BatchStatus.CREATING, BatchStatus.UNKNOWN])
+def test_cancel_job_drops_what_was_not_sent_and_flags_what_was(
+    store: Store, create_status: BatchStatus
+) -> None:
+    job = make_job(store, 6)
+    ids = item_ids(store, job.id)  # ids[0] stays pending
+    planned = plan_batch(store, job.id, ids[1:2])
+    running = created_batch(store, job.id, ids[2:3])
+    canceling = created_batch(store, job.id, ids[3:4], status=BatchStatus.CANCELING)
+    ended = created_batch(store, job.id, ids[4:5], status=BatchStatus.ENDED)
+    create = creating_batch(store, job.id, ids[5:6])
+    if create_status is BatchStatus.UNKNOWN:
+        assert store.mark_unknown(create, "read timeout", T0, None)
+
+    assert store.cancel_job(job.id, at(10)) == 3  # running, canceling and the create
+
+    assert store.get_job(job.id).status is JobStatus.CANCELED
+    assert item_statuses(store, job.id) == {
+        ids[0]: ItemStatus.CANCELED,
+        ids[1]: ItemStatus.CANCELED,
+        ids[2]: ItemStatus.QUEUED,
+        ids[3]: ItemStatus.QUEUED,
+        ids[4]: ItemStatus.QUEUED,
+        ids[5]: ItemStatus.QUEUED,
+    }
+    flags = {b.id: b.cancel_requested for b in store.batches(ALL_BATCH_STATUSES, job.id)}
+    assert planned not in flags  # deleted: it will never be sent
+    assert flags == {running: True, canceling: True, ended: False, create.row_id: True}
+    assert store.jobs_with_pending_items() == []
