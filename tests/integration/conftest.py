@@ -29,7 +29,7 @@ from orchestrator.steps.context import utcnow
 from orchestrator.steps.jobs import submit_spec
 from orchestrator.store.queries import Store
 from orchestrator.store.records import JobReport
-from orchestrator.store.tables import Item, Result
+from orchestrator.store.tables import Item, Job, Result
 
 #: Wall-clock bound for one job driven to its end in these tests.
 JOB_DEADLINE_S = 30.0
@@ -144,6 +144,20 @@ def write_job(
     spec = root / f"{name}.toml"
     spec.write_text(head + request + batching + retry)
     return spec
+
+
+def submit_job(ctx: StepContext, spec: Path) -> tuple[int, bool]:
+    """Record the job of ``spec`` as ``orchestrator submit`` does: (job id, created)."""
+    job, created = submit_spec(ctx.store, spec, utcnow(), ctx.prices)
+    return job.id, created
+
+
+def rows_in_store(ctx: StepContext) -> tuple[int, int]:
+    """How many jobs and items the store holds (a refused spec leaves (0, 0))."""
+    with ctx.store.engine.connect() as conn:
+        jobs = conn.execute(select(func.count()).select_from(Job)).scalar_one()
+        items = conn.execute(select(func.count()).select_from(Item)).scalar_one()
+    return int(jobs), int(items)
 
 
 def new_job(ctx: StepContext, spec: Path) -> int:

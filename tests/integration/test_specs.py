@@ -9,29 +9,14 @@ import json
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
 
 from orchestrator.errors import BudgetExceededError, JobConflictError, SpecError
 from orchestrator.steps import StepContext
-from orchestrator.steps.context import utcnow
-from orchestrator.steps.jobs import resolve_job, submit_spec
-from orchestrator.store.tables import Item, Job
-from tests.integration.conftest import write_job
+from orchestrator.steps.jobs import resolve_job
+from tests.integration.conftest import rows_in_store, submit_job, write_job
 
 #: More rows than the store writes per chunk, so the bad row comes after a flushed chunk.
 ROWS = 1500
-
-
-def _rows_in_store(ctx: StepContext) -> tuple[int, int]:
-    with ctx.store.engine.connect() as conn:
-        jobs = conn.execute(select(func.count()).select_from(Job)).scalar_one()
-        items = conn.execute(select(func.count()).select_from(Item)).scalar_one()
-    return int(jobs), int(items)
-
-
-def _submit(ctx: StepContext, spec: Path) -> tuple[int, bool]:
-    job, created = submit_spec(ctx.store, spec, utcnow(), ctx.prices)
-    return job.id, created
 
 
 def test_duplicate_key_on_a_late_line_names_it_and_writes_nothing(
@@ -42,11 +27,11 @@ def test_duplicate_key_on_a_late_line_names_it_and_writes_nothing(
     spec = write_job(tmp_path, "dupes", ROWS, rows=rows)
 
     with pytest.raises(SpecError) as caught:
-        _submit(ctx, spec)
+        submit_job(ctx, spec)
 
     assert "duplicate key 'k5'" in str(caught.value)
     assert "line 1301" in str(caught.value)
-    assert _rows_in_store(ctx) == (0, 0)
+    assert rows_in_store(ctx) == (0, 0)
 
 
 def test_row_that_cannot_render_names_its_line_and_writes_nothing(
@@ -57,19 +42,19 @@ def test_row_that_cannot_render_names_its_line_and_writes_nothing(
     spec = write_job(tmp_path, "unrenderable", ROWS, rows=rows)
 
     with pytest.raises(SpecError) as caught:
-        _submit(ctx, spec)
+        submit_job(ctx, spec)
 
     assert ":1201" in str(caught.value)
-    assert _rows_in_store(ctx) == (0, 0)
+    assert rows_in_store(ctx) == (0, 0)
 
 
 def test_over_budget_is_refused_before_any_row_is_kept(ctx: StepContext, tmp_path: Path) -> None:
     spec = write_job(tmp_path, "pricey", 50, options="budget_usd = 0.00001")
 
     with pytest.raises(BudgetExceededError, match="budget_usd"):
-        _submit(ctx, spec)
+        submit_job(ctx, spec)
 
-    assert _rows_in_store(ctx) == (0, 0)
+    assert rows_in_store(ctx) == (0, 0)
 
 
 def test_budget_with_an_unpriced_model_is_refused(ctx: StepContext, tmp_path: Path) -> None:
@@ -80,26 +65,26 @@ def test_budget_with_an_unpriced_model_is_refused(ctx: StepContext, tmp_path: Pa
     spec.write_text(spec.read_text().replace("claude-haiku-4-5", "claude-future-9"))
 
     with pytest.raises(BudgetExceededError, match="no price"):
-        _submit(ctx, spec)
+        submit_job(ctx, spec)
 
-    assert _rows_in_store(ctx) == (0, 0)
+    assert rows_in_store(ctx) == (0, 0)
 
 
 def test_same_spec_resumes_and_another_spec_under_its_name_is_refused(
     ctx: StepContext, tmp_path: Path
 ) -> None:
     spec = write_job(tmp_path, "once", 20)
-    job_id, created = _submit(ctx, spec)
+    job_id, created = submit_job(ctx, spec)
     assert created
 
-    assert _submit(ctx, spec) == (job_id, False)  # idempotent: same job, nothing new
-    assert _rows_in_store(ctx) == (1, 20)
+    assert submit_job(ctx, spec) == (job_id, False)  # idempotent: same job, nothing new
+    assert rows_in_store(ctx) == (1, 20)
 
     data = tmp_path / "rows.jsonl"
     data.write_text(data.read_text() + json.dumps({"id": "k20", "t": "one more"}) + "\n")
     with pytest.raises(JobConflictError, match="once"):
-        _submit(ctx, spec)
-    assert _rows_in_store(ctx) == (1, 20)
+        submit_job(ctx, spec)
+    assert rows_in_store(ctx) == (1, 20)
 
 
 def test_an_all_digit_job_name_resubmits_idempotently(ctx: StepContext, tmp_path: Path) -> None:
@@ -107,14 +92,14 @@ def test_an_all_digit_job_name_resubmits_idempotently(ctx: StepContext, tmp_path
     matched the other job by id and was refused as a conflicting spec)."""
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
-    first_id, _ = _submit(ctx, write_job(tmp_path / "a", "first", 3))
+    first_id, _ = submit_job(ctx, write_job(tmp_path / "a", "first", 3))
     digits = write_job(tmp_path / "b", str(first_id), 4)
-    digits_id, created = _submit(ctx, digits)
+    digits_id, created = submit_job(ctx, digits)
     assert created
     assert digits_id != first_id
-    assert _submit(ctx, digits) == (digits_id, False)
-    assert _submit(ctx, digits) == (digits_id, False)
+    assert submit_job(ctx, digits) == (digits_id, False)
+    assert submit_job(ctx, digits) == (digits_id, False)
     assert resolve_job(ctx.store, str(first_id)).id == digits_id  # the name wins
     assert resolve_job(ctx.store, "first").id == first_id
     assert resolve_job(ctx.store, str(digits_id)).id == digits_id  # no such name: an id
-    assert _rows_in_store(ctx) == (2, 7)
+    assert rows_in_store(ctx) == (2, 7)

@@ -10,36 +10,22 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from orchestrator.domain.spec import MAX_REPORTED_ROWS
 from orchestrator.errors import SpecError
 from orchestrator.steps import StepContext
-from orchestrator.steps.context import utcnow
-from orchestrator.steps.jobs import submit_spec
 from orchestrator.store.tables import Item, Job
-from tests.integration.conftest import write_job
+from tests.integration.conftest import rows_in_store, submit_job, write_job
 
 #: More rows than the store writes per chunk, so bad rows come after a flushed chunk.
 ROWS = 1500
 HAIKU = '"claude-haiku-4-5"'
 
 
-def _rows_in_store(ctx: StepContext) -> tuple[int, int]:
-    with ctx.store.engine.connect() as conn:
-        jobs = conn.execute(select(func.count()).select_from(Job)).scalar_one()
-        items = conn.execute(select(func.count()).select_from(Item)).scalar_one()
-    return int(jobs), int(items)
-
-
-def _submit(ctx: StepContext, spec: Path) -> tuple[int, bool]:
-    job, created = submit_spec(ctx.store, spec, utcnow(), ctx.prices)
-    return job.id, created
-
-
 def _refusal(ctx: StepContext, spec: Path) -> str:
     with pytest.raises(SpecError) as caught:
-        _submit(ctx, spec)
+        submit_job(ctx, spec)
     return str(caught.value)
 
 
@@ -69,7 +55,7 @@ def test_unknown_model_is_refused_naming_row_and_field_and_nothing_is_written(
     assert message.endswith(
         "set allow_unknown_models = true in the spec for models newer than this table"
     )
-    assert _rows_in_store(ctx) == (0, 0)
+    assert rows_in_store(ctx) == (0, 0)
 
 
 def test_allow_unknown_models_lets_it_through(ctx: StepContext, tmp_path: Path) -> None:
@@ -78,10 +64,10 @@ def test_allow_unknown_models_lets_it_through(ctx: StepContext, tmp_path: Path) 
     spec = write_job(tmp_path, "new-model", 20, rows=rows, options="allow_unknown_models = true")
     _model_from_row(spec)
 
-    job_id, created = _submit(ctx, spec)
+    job_id, created = submit_job(ctx, spec)
 
     assert created
-    assert _rows_in_store(ctx) == (1, 20)
+    assert rows_in_store(ctx) == (1, 20)
     with ctx.store.engine.connect() as conn:
         spec_json = conn.execute(select(Job.spec).where(Job.id == job_id)).scalar_one()
         params = conn.execute(select(Item.params).where(Item.key == "k7")).scalar_one()
@@ -103,15 +89,15 @@ def test_max_tokens_above_the_models_limit_is_refused(ctx: StepContext, tmp_path
         f"{data}:2: same problem as the row above",
         f"{data}:3: same problem as the row above",
     ]
-    assert _rows_in_store(ctx) == (0, 0)
+    assert rows_in_store(ctx) == (0, 0)
 
 
 def test_max_tokens_at_the_limit_is_accepted(ctx: StepContext, tmp_path: Path) -> None:
     spec = write_job(tmp_path, "at-limit", 3)
     spec.write_text(spec.read_text().replace("max_tokens = 8", "max_tokens = 64000"))
 
-    assert _submit(ctx, spec)[1]
-    assert _rows_in_store(ctx) == (1, 3)
+    assert submit_job(ctx, spec)[1]
+    assert rows_in_store(ctx) == (1, 3)
 
 
 def test_25_bad_rows_list_20_and_count_the_rest_and_nothing_is_written(
@@ -151,7 +137,7 @@ def test_25_bad_rows_list_20_and_count_the_rest_and_nothing_is_written(
     assert "batch limit (batching.max_bytes) is 5,000" in listed[2]
     assert listed[3].endswith("row has no field 'id' (the item key)")
     assert lines[-1] == "... and 5 more bad rows"
-    assert _rows_in_store(ctx) == (0, 0)
+    assert rows_in_store(ctx) == (0, 0)
 
 
 @pytest.mark.parametrize("suffix", [".jsonl", ".csv"])
@@ -174,4 +160,4 @@ def test_a_byte_that_is_not_utf8_on_line_7_names_line_7(
 
     column = lines[6].index("é") + 1
     assert message == f"{data}:7: not valid UTF-8 (byte 0xe9 at column {column})"
-    assert _rows_in_store(ctx) == (0, 0)
+    assert rows_in_store(ctx) == (0, 0)
