@@ -12,8 +12,16 @@ import logging
 from rich.console import Console
 from rich.logging import RichHandler
 
-#: Loggers of libraries that log at INFO on every request, migration or timer tick.
-CHATTY_LIBRARIES = ("httpx", "httpcore", "alembic", "apscheduler", "uvicorn", "sqlalchemy")
+#: Loggers of libraries that log on every request, migration or timer tick, and the
+#: level they keep unless DEBUG is asked (APScheduler warns of every coalesced tick).
+CHATTY_LIBRARIES = {
+    "httpx": logging.WARNING,
+    "httpcore": logging.WARNING,
+    "alembic": logging.WARNING,
+    "apscheduler": logging.ERROR,
+    "uvicorn": logging.WARNING,
+    "sqlalchemy": logging.WARNING,
+}
 
 
 def configure_logging(console: Console, level: str | None, default: str) -> None:
@@ -31,6 +39,5 @@ def configure_logging(console: Console, level: str | None, default: str) -> None
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(chosen)
-    quiet = logging.DEBUG if chosen <= logging.DEBUG else logging.WARNING
-    for name in CHATTY_LIBRARIES:
-        logging.getLogger(name).setLevel(quiet)
+    for name, quiet in CHATTY_LIBRARIES.items():
+        logging.getLogger(name).setLevel(logging.DEBUG if chosen <= logging.DEBUG else quiet)

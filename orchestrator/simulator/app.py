@@ -2,7 +2,7 @@
 
 Every API call passes the same gate, in this order: ledger count, auth (401), version
 (400), slow_response_seconds, injected faults (408/429/500/529), batch RPM (429). Unknown
-paths are 404 not_found_error. ``/_simulator/*`` is the test surface (no auth).
+paths are 404 not_found_error. ``/_simulator/*`` is the test surface (same key check).
 """
 
 from __future__ import annotations
@@ -197,10 +197,18 @@ class SimulatorApi:
 
     # -- test surface -----------------------------------------------------------------
 
-    async def ledger(self, _request: Request) -> Response:
+    async def ledger(self, request: Request) -> Response:
+        try:  # it lists everything every client sent: the same key check as the API
+            _authenticate(request, self.state.config)
+        except InvalidRequest as exc:
+            return invalid_response(request, exc)
         return json_response(self.state.ledger.to_json())
 
     async def advance_clock(self, request: Request) -> Response:
+        try:
+            _authenticate(request, self.state.config)
+        except InvalidRequest as exc:
+            return invalid_response(request, exc)
         clock = self.state.clock
         if not isinstance(clock, ManualClock):
             return error_response(

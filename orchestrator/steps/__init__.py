@@ -26,6 +26,21 @@ Step = Callable[[StepContext, datetime], StepReport]
 STEPS: tuple[Step, ...] = (recover, plan, submit, poll, ingest, duplicates)
 
 
+def free_own_leases(ctx: StepContext, now: datetime) -> StepReport:  # noqa: ARG001 - a step
+    """Free what this worker still holds from a step an outage interrupted.
+
+    Between cycles none of its steps runs, so any lease it holds is left over (its
+    release failed with the store); without this, the heartbeat would keep renewing
+    it and nobody, this worker included, could take that work again.
+    """
+    report = StepReport("leases")
+    freed = ctx.store.release_holder(ctx.owner)
+    if freed:
+        log.warning("freed %s lease(s) left over from an interrupted step", freed)
+        report.add("freed", freed)
+    return report
+
+
 def finish_jobs(ctx: StepContext, now: datetime) -> StepReport:
     """Mark jobs done whose items are all terminal (e.g. answered from the cache)."""
     report = StepReport("finish")
@@ -47,7 +62,7 @@ def run_cycle(
     bug) propagates to the caller.
     """
     reports: list[StepReport] = []
-    for step in (*STEPS, finish_jobs):
+    for step in (free_own_leases, *STEPS, finish_jobs):
         if should_stop():
             break
         name = step.__name__

@@ -122,7 +122,8 @@ def test_injected_faults_and_ledger(client: TestClient) -> None:
         "api_error",
         "overloaded_error",
     ]
-    ledger = client.get("/_simulator/ledger").json()
+    assert client.get("/_simulator/ledger").status_code == 401  # it shows what was sent
+    ledger = client.get("/_simulator/ledger", headers=HEADERS).json()
     assert ledger["calls"] == {"list": 4}
     assert ledger["responses"] == {"list 429": 1, "list 500": 1, "list 529": 1, "list 200": 1}
 
@@ -151,7 +152,9 @@ def test_rpm_limit(clock: ManualClock) -> None:
 
 def test_clock_advance_endpoint(client: TestClient, clock: ManualClock) -> None:
     before = clock.now()
-    assert client.post("/_simulator/clock/advance", json={"seconds": 30}).status_code == 200
+    advance = "/_simulator/clock/advance"
+    assert client.post(advance, json={"seconds": 30}).status_code == 401
+    assert client.post(advance, json={"seconds": 30}, headers=HEADERS).status_code == 200
     assert clock.now() == before + 30
 
 
