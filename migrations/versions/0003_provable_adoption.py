@@ -56,7 +56,6 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("remote_id", name=op.f("pk_foreign_batches")),
     )
 
-
     op.create_table(
         "duplicate_batches",
         sa.Column("remote_id", sa.Text(), nullable=False),
