@@ -65,7 +65,9 @@ def _run_cycle_failing_with(error: Exception, monkeypatch: pytest.MonkeyPatch) -
         raise error
 
     monkeypatch.setattr(steps, "STEPS", (failing_step,))
-    context = SimpleNamespace(store=_NoJobsStore(), job_id=None, failing_steps=set())
+    context = SimpleNamespace(
+        store=_NoJobsStore(), job_id=None, failing_steps=set(), owner="host:1:test"
+    )
     return run_cycle(cast(StepContext, context))
 
 
