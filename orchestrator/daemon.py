@@ -115,7 +115,7 @@ def run_daemon(ctx: StepContext, specs: list[Path]) -> None:
 
     with StopSignals(on_signal):
         daemon.start()
-        log.info("daemon %s started (poll every %.0f s)", ctx.owner, ctx.settings.poll_interval_s)
+        log.info("daemon %s started (poll every %g s)", ctx.owner, ctx.settings.poll_interval_s)
         try:
             while not daemon.stopping.wait(0.2):
                 pass
