@@ -52,6 +52,24 @@ def sqlite_url(sqlite_template: Path, tmp_path: Path) -> str:
     return f"sqlite:///{path}"
 
 
+class SilentCreate(httpx.BaseTransport):
+    """Times out the first create without forwarding it: the API never saw it."""
+
+    def __init__(self) -> None:
+        self.inner = httpx.HTTPTransport()
+        self.swallowed = 0
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        if request.method == "POST" and request.url.path == "/v1/messages/batches":
+            if not self.swallowed:
+                self.swallowed += 1
+                raise httpx.ReadTimeout("simulated: no answer", request=request)
+        return self.inner.handle_request(request)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
 def fast_sleep(seconds: float) -> None:
     """The client's back-off sleep, shortened: the tests check outcomes, not waits."""
     time.sleep(min(seconds, 0.02))

@@ -6,7 +6,6 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
-import httpx
 import orjson
 
 from orchestrator.domain.planning import request_bytes
@@ -17,6 +16,7 @@ from orchestrator.steps.context import utcnow
 from orchestrator.steps.recover import deadline_of
 from tests.integration.conftest import (
     MakeCtx,
+    SilentCreate,
     assert_job_complete,
     assert_no_double_spend,
     ledger,
@@ -29,28 +29,10 @@ from tests.integration.conftest import (
 ITEMS = 8
 
 
-class _LostBeforeArrival(httpx.BaseTransport):
-    """The first create never reaches the API, and the client hears nothing back."""
-
-    def __init__(self) -> None:
-        self.inner = httpx.HTTPTransport()
-        self.swallowed = False
-
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        is_create = request.method == "POST" and request.url.path == "/v1/messages/batches"
-        if is_create and not self.swallowed:
-            self.swallowed = True
-            raise httpx.ReadTimeout("simulated: no answer", request=request)
-        return self.inner.handle_request(request)
-
-    def close(self) -> None:
-        self.inner.close()
-
-
 def test_a_wrong_adoption_is_undone_by_the_results_and_nothing_is_lost(
     make_ctx: MakeCtx, sim: SimulatorServer, tmp_path: Path
 ) -> None:
-    with make_ctx(transport=_LostBeforeArrival(), create_timeout_s=1) as ctx:
+    with make_ctx(transport=SilentCreate(), create_timeout_s=1) as ctx:
         job_id = new_job(ctx, write_job(tmp_path, "wrong", ITEMS))
         plan(ctx, utcnow())
         assert submit(ctx, utcnow()).details == {"unknown": 1}

@@ -13,7 +13,6 @@ import threading
 from datetime import datetime, timedelta
 from pathlib import Path
 
-import httpx
 import pytest
 from sqlalchemy import update
 
@@ -28,6 +27,7 @@ from orchestrator.store.records import Lease, RemoteState, Resolution, ResultRow
 from orchestrator.store.tables import Batch
 from tests.integration.conftest import (
     MakeCtx,
+    SilentCreate,
     assert_job_complete,
     assert_no_double_spend,
     ledger,
@@ -124,30 +124,12 @@ def test_lost_create_is_adopted_by_listing_not_resent(
     assert ctx.store.job_report(job_id).items == {"succeeded": ITEMS}
 
 
-class _SilentCreate(httpx.BaseTransport):
-    """Times out the first create without forwarding it: the API never saw it."""
-
-    def __init__(self) -> None:
-        self.inner = httpx.HTTPTransport()
-        self.swallowed = 0
-
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        if request.method == "POST" and request.url.path == "/v1/messages/batches":
-            if not self.swallowed:
-                self.swallowed += 1
-                raise httpx.ReadTimeout("simulated: no answer", request=request)
-        return self.inner.handle_request(request)
-
-    def close(self) -> None:
-        self.inner.close()
-
-
 def test_create_that_never_arrived_is_replanned_after_the_window(
     make_ctx: MakeCtx, sim: SimulatorServer, tmp_path: Path
 ) -> None:
     """Scenario 2, other branch: nothing matches in the listing once the deadline passed
     (upload time + the create's own timeout + the settle time, from the intent)."""
-    transport = _SilentCreate()
+    transport = SilentCreate()
     with make_ctx(transport=transport, reconcile_skew_s=0, create_timeout_s=1) as ctx:
         job_id = new_job(ctx, write_job(tmp_path, "silent", ITEMS))
         plan(ctx, utcnow())
