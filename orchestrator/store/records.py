@@ -94,7 +94,7 @@ class BatchRecord:
     cancel_requested: bool
     ingest_attempts: int
     last_error: str | None
-    #: Matched by listing after a lost create, not yet proven ours by its results.
+    #: Matched by listing after a lost create; its first results prove it (or undo it).
     adopted: bool = False
     #: An unknown create not listed by then was never made (None: derive it).
     reconcile_until: datetime | None = None

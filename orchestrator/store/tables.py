@@ -290,7 +290,7 @@ class Batch(LeaseMixin, Base):
     results_url: Mapped[str | None] = mapped_column(Text)
     #: The API base URL the create went to; answers are cached per endpoint.
     endpoint: Mapped[str | None] = mapped_column(Text)
-    #: Matched by listing after a lost create: tentative until its results prove it ours.
+    #: Matched by listing after a lost create; its first results prove it (or undo it).
     adopted: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
     #: An unknown create not found in the listing by then was never made.
     reconcile_until: Mapped[datetime | None]
