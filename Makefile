@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit bench clean wheel-check
+.PHONY: demo test reliability lint typecheck unit bench clean wheel-check
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,10 @@ demo: $(STAMP)
 test: lint typecheck
 	$(BIN)/python -m pytest
 	$(MAKE) --no-print-directory wheel-check
+
+## The kill and fault suite (README, Reliability): SIGKILLs, fault storms, shared stores and keys.
+reliability: $(STAMP)
+	ORCHESTRATOR_RELIABILITY_SUITE=1 $(BIN)/python -m pytest tests/acceptance/test_reliability.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -99,6 +99,9 @@ def simulate(  # one option per knob: long by design, no logic in the signature
     lost_create_share: Annotated[
         float, _opt("lost_create_share", "Share of create responses lost.")
     ] = 0.0,
+    list_lag_seconds: Annotated[
+        float, _opt("list_lag_seconds", "Seconds before a new batch shows in list pages.")
+    ] = 0.0,
     slow_response_seconds: Annotated[float, _opt("slow_response_seconds", "Added latency.")] = 0.0,
     api_key: Annotated[
         list[str] | None, _opt("api_key", "Accepted API key, repeatable (default: any).")
@@ -133,6 +136,7 @@ def simulate(  # one option per knob: long by design, no logic in the signature
         create_500_share=create_500_share,
         create_500_made_share=create_500_made_share,
         lost_create_share=lost_create_share,
+        list_lag_seconds=list_lag_seconds,
         slow_response_seconds=slow_response_seconds,
         api_keys=frozenset(api_key) if api_key else None,
     )

@@ -75,6 +75,9 @@ class SimulatorConfig(BaseModel):
     create_500_made_share: float = Field(default=0.5, ge=0.0, le=1.0)
     #: Probability that a create succeeds server-side but its response is lost (§8).
     lost_create_share: float = Field(default=0.0, ge=0.0, le=1.0)
+    #: A new batch appears in list pages only this many seconds after its creation
+    #: (retrieve sees it at once): the lag a lost create's reconciliation must survive.
+    list_lag_seconds: float = Field(default=0.0, ge=0.0)
     #: Extra latency added to every API response, in real seconds.
     slow_response_seconds: float = Field(default=0.0, ge=0.0)
     #: §0: 413 request_too_large above this many body bytes on create.

@@ -151,7 +151,9 @@ class SimulatorState:
             raise InvalidRequest(
                 f"limit: Input should be between 1 and {LIST_LIMIT_MAX}, got {limit}"
             )
-        newest_first = sorted(self.batches(), key=lambda b: b.id, reverse=True)
+        shown_until = self.clock.now() - self.config.list_lag_seconds
+        listed = [b for b in self.batches() if b.created_at <= shown_until]
+        newest_first = sorted(listed, key=lambda b: b.id, reverse=True)
         if before_id:
             newer = [b for b in newest_first if b.id > before_id]
             return newer[-limit:], len(newer) > limit

@@ -2,9 +2,11 @@
 results once they end.
 
 When a lost create matches several listed batches, the closest is adopted and
-the others are watched (``duplicate_batches``). A watched batch whose results
-carry this store's custom_ids for the adopted batch's requests is a billed
-duplicate: its results are stored beside the adopted batch's (each request's
+the others are watched (``duplicate_batches``). While the adoption is tentative a
+watched batch may still turn out to be the create's real one (``steps.ingest``
+switches to it), so it is settled only once the batch's own remote batch is
+proven. Then a watched batch whose results carry the batch's requests is a
+billed duplicate: its results are stored beside the batch's (each request's
 first stored result wins) and its succeeded requests are reported as duplicate
 spend. Otherwise it was somebody else's and nothing of it is kept.
 

@@ -76,8 +76,14 @@ class _LeaseLost(Exception):
     """Another worker took the batch over; stop touching it."""
 
 
-class _Foreign(Exception):
-    """The adopted remote batch is somebody else's; nothing of it is stored."""
+class _NotThisBatch(Exception):
+    """The adopted remote batch holds none of this batch's requests; nothing of it is
+    stored here. ``owner``: the local batch whose requests it holds (None: another
+    store's)."""
+
+    def __init__(self, reason: str, owner: int | None) -> None:
+        super().__init__(reason)
+        self.owner = owner
 
 
 def ingest(ctx: StepContext, now: datetime) -> StepReport:
@@ -104,8 +110,8 @@ def ingest_batch(ctx: StepContext, lease: Lease) -> str:
         return _finish(ctx, lease, batch, BatchStatus.UNAVAILABLE, "no results_url: batch gone")
     try:
         _download(ctx, lease, batch)
-    except _Foreign as exc:
-        return _undo_adoption(ctx, lease, batch, str(exc))
+    except _NotThisBatch as exc:
+        return _disown(ctx, lease, batch, str(exc), exc.owner)
     except ForeignResultsURLError as exc:
         # The results exist (and were billed) but only elsewhere: never fetched with
         # our key, and never bought again by re-sending. The items fail with the reason.
@@ -158,8 +164,8 @@ def _download(ctx: StepContext, lease: Lease, batch: BatchRecord) -> None:
             chunked(enumerate(lines, start=1), ctx.settings.ingest_chunk_rows)
         ):
             rows, quarantine = _rows(ctx, batch, chunk)
-            if index == 0 and batch.adopted:
-                _prove_adoption(ctx, rows, quarantine)
+            if index == 0 and batch.adopted and batch.proven_at is None:
+                _prove_adoption(ctx, lease, batch, rows, quarantine)
             if not ctx.store.upsert_results(lease, rows, quarantine):
                 raise _LeaseLost
             if not ctx.store.heartbeat(lease, utcnow(), ctx.ttl_s):
@@ -167,21 +173,33 @@ def _download(ctx: StepContext, lease: Lease, batch: BatchRecord) -> None:
 
 
 def _prove_adoption(
-    ctx: StepContext, rows: list[ResultRow], quarantine: list[QuarantineLine]
+    ctx: StepContext,
+    lease: Lease,
+    batch: BatchRecord,
+    rows: list[ResultRow],
+    quarantine: list[QuarantineLine],
 ) -> None:
-    """An adopted batch whose first results hold none of our requests, and no custom_id
-    of this store at all, was somebody else's (another store sharing the key)."""
-    if rows or not quarantine:
+    """An adopted batch is this batch's only if its first results route to its own
+    requests. Lines naming another local batch's requests hand it to that batch (a
+    lost create of this store matched the wrong one); lines of another store sharing
+    the key make it foreign. No custom_id at all proves nothing either way."""
+    named = [q.custom_id for q in quarantine if q.custom_id]
+    if not rows and not named:
         return
+    owner = batch.id if rows else ctx.store.batch_of_requests(named)
+    if owner == batch.id:  # its own requests (perhaps only unreadable ones)
+        if not ctx.store.prove_adoption(lease, utcnow()):
+            raise _LeaseLost
+        return
+    if owner is not None:
+        raise _NotThisBatch(f"its results are the requests of batch {owner}", owner)
     tag = ctx.store.store_tag()
-    if any(_ours(q.custom_id, tag) for q in quarantine):
-        return
-    sample = next((q.custom_id for q in quarantine if q.custom_id), "none")
-    raise _Foreign(f"its results are not this store's requests (custom_id {sample!r})")
+    whose = "this store's" if _ours(named[0], tag) else "another store's"
+    raise _NotThisBatch(f"its results are {whose} requests (custom_id {named[0]!r})", None)
 
 
-def _ours(custom_id: str | None, tag: str) -> bool:
-    parts = None if custom_id is None else parse_custom_id(custom_id)
+def _ours(custom_id: str, tag: str) -> bool:
+    parts = parse_custom_id(custom_id)
     return parts is not None and parts.store_tag == tag
 
 
@@ -288,19 +306,33 @@ def usage_counts(usage: Usage) -> UsageCounts:
     )
 
 
-def _undo_adoption(ctx: StepContext, lease: Lease, batch: BatchRecord, reason: str) -> str:
-    """Forget a wrongly adopted batch: its create is reconciled again without it."""
-    if not ctx.store.mark_foreign(lease, reason, utcnow()):
-        retry_at = utcnow() + timedelta(seconds=INGEST_RETRY_S)
-        ctx.store.defer_ingest(lease, f"foreign, undo postponed: {reason}", retry_at, utcnow())
+def _disown(
+    ctx: StepContext, lease: Lease, batch: BatchRecord, reason: str, owner: int | None
+) -> str:
+    """Let go of a wrongly adopted batch: the remote batch goes to its owner (or is
+    remembered as foreign), and this batch's create is reconciled again without it,
+    or tries the next listed match it watches."""
+    now = utcnow()
+    status = ctx.store.disown(lease, reason, now, owner=owner)
+    if status is None:
+        retry_at = now + timedelta(seconds=INGEST_RETRY_S)
+        ctx.store.defer_ingest(lease, f"not ours, undo postponed: {reason}", retry_at, now)
         return "deferred"
+    whose = f"handed to batch {owner}" if owner is not None else "remembered as foreign"
+    then = (
+        "reconciling again"
+        if status is BatchStatus.UNKNOWN
+        else f"trying the next match, {ctx.store.get_batch(batch.id).remote_id}"
+    )
     log.warning(
-        "batch %s: adopted %s was not ours (%s); reconciling again",
+        "batch %s: adopted %s was not its own (%s): %s; %s",
         batch.id,
         batch.remote_id,
         reason,
+        whose,
+        then,
     )
-    return "foreign"
+    return "foreign" if owner is None else "handed_over"
 
 
 def _finish(

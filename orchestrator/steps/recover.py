@@ -3,20 +3,29 @@
 A create is ``unknown`` after a timeout or reset once its body was sent, a 5xx,
 or a worker that died mid-call. The API takes no idempotency key and a batch
 carries no metadata, so the evidence is the list of batches: one created in the
-create's window (``domain.recovery``), with its request count, that is neither
-held by a row of this store nor proven foreign (:func:`reconcile` decides):
+create's window (``domain.recovery``), with its request count. :func:`reconcile`
+weighs each such batch by what this store knows of it (``Store.remote_claims``):
 
-* a candidate: adopt the one created closest to the intent. No other create of
-  this store in flight has the same request count (a unique index), so within
-  the store the match is exact; a batch of another store sharing the API key
-  could still match, so the adoption stays tentative until ingest reads its
-  results' custom_ids (which carry this store's tag) and undoes a wrong one;
-* none, once the create's deadline has passed: it never happened; plan it again.
+* unclaimed, or watched for this very create: a candidate. The one created
+  closest to the intent is adopted, the others are watched; the adoption stays
+  tentative until ingest reads its results' custom_ids (``steps.ingest``), which
+  prove it, hand it to the local batch whose requests it holds, or undo it.
+  Within the store a match is exact (no two creates in flight share a request
+  count: a unique index); a batch of another store sharing the API key can
+  still match, hence the proof;
+* proven (created by this store, read, or foreign), or claimed tentatively
+  before this create's intent (it existed before the create was sent): not
+  this create's;
+* claimed tentatively by another batch since the intent: it may still prove to
+  be this create's, so the create waits for that proof rather than being
+  planned again (which would pay twice);
+* nothing at all, once the create's deadline has passed: it never happened;
+  plan it again.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -29,7 +38,7 @@ from orchestrator.steps.context import StepContext, StepReport, log
 from orchestrator.steps.leases import free_dead_local_leases
 from orchestrator.steps.remote import remote_state
 from orchestrator.steps.submit import replan
-from orchestrator.store.records import BatchRecord, Lease
+from orchestrator.store.records import BatchRecord, Claim, Lease
 
 #: How far back the listing is read at most (pages of 1,000 batches).
 MAX_LIST_PAGES = 20
@@ -39,7 +48,8 @@ SETTLES_PER_RUN = 50
 
 class Verdict(StrEnum):
     ADOPT = "adopted"  #: A listed batch is this create's (tentatively): record its id.
-    WAIT = "waiting"  #: Nothing matches yet, and the create may still be processed.
+    WAIT = "waiting"  #: Nothing matches yet: the create may still be processed, or a
+    #: batch another create holds tentatively may prove to be this one's.
     REPLAN = "replanned"  #: Nothing matched by the deadline: the create never happened.
 
 
@@ -48,6 +58,8 @@ class Reconciliation:
     verdict: Verdict
     chosen: MessageBatch | None = None
     others: list[MessageBatch] = field(default_factory=list)
+    #: Matching batches held tentatively by other creates, whose proof is awaited.
+    contested: list[MessageBatch] = field(default_factory=list)
 
 
 def deadline_of(batch: BatchRecord, settings: Settings) -> datetime:
@@ -59,27 +71,34 @@ def deadline_of(batch: BatchRecord, settings: Settings) -> datetime:
 
 
 def reconcile(
+    batch_id: int,
     request_count: int,
     intent_at: datetime,
     deadline: datetime,
     window: tuple[datetime, datetime],
     listing: Sequence[MessageBatch],
-    excluded: Collection[str],
+    claims: Mapping[str, Claim],
     now: datetime,
 ) -> Reconciliation:
-    """What to do with one unknown create, given the listing of remote batches."""
+    """What to do with one unknown create, given the listing of remote batches and
+    what the store knows of each (see the module's docstring)."""
     start, end = window
-    candidates = [
-        r
-        for r in listing
-        if r.id not in excluded
-        and start <= r.created_at <= end
-        and r.request_counts.total == request_count
-    ]
+    candidates: list[MessageBatch] = []
+    contested: list[MessageBatch] = []
+    for remote in listing:
+        if not (start <= remote.created_at <= end and remote.request_counts.total == request_count):
+            continue
+        claim = claims.get(remote.id)
+        if claim is None or claim.batch_id == batch_id:
+            candidates.append(remote)
+        elif not claim.settled and (claim.since is None or claim.since >= intent_at):
+            contested.append(remote)
     if not candidates:
-        return Reconciliation(Verdict.WAIT if now <= deadline else Verdict.REPLAN)
+        waiting = contested or now <= deadline
+        return Reconciliation(Verdict.WAIT if waiting else Verdict.REPLAN, contested=contested)
     chosen = min(candidates, key=lambda r: abs((r.created_at - intent_at).total_seconds()))
-    return Reconciliation(Verdict.ADOPT, chosen, [r for r in candidates if r is not chosen])
+    others = [r for r in candidates if r is not chosen]
+    return Reconciliation(Verdict.ADOPT, chosen, others, contested)
 
 
 def recover(ctx: StepContext, now: datetime) -> StepReport:
@@ -98,9 +117,9 @@ def recover(ctx: StepContext, now: datetime) -> StepReport:
     try:
         batches = [ctx.store.get_batch(lease.row_id) for lease in leases]
         listing = _recent_batches(ctx, batches)
-        excluded = set(ctx.store.owned_remote_ids()) | ctx.store.foreign_remote_ids()
+        claims = ctx.store.remote_claims()
         for lease, batch in zip(leases, batches, strict=True):
-            report.add(_settle(ctx, lease, batch, listing, excluded, now))
+            report.add(_settle(ctx, lease, batch, listing, claims, now))
     finally:
         for lease in leases:
             ctx.store.release_batch(lease)
@@ -129,18 +148,19 @@ def _settle(
     lease: Lease,
     batch: BatchRecord,
     listing: list[MessageBatch],
-    excluded: set[str],
+    claims: dict[str, Claim],
     now: datetime,
 ) -> Verdict:
     assert batch.intent_at is not None
     deadline = deadline_of(batch, ctx.settings)
     found = reconcile(
+        batch.id,
         batch.request_count,
         batch.intent_at,
         deadline,
         _window(ctx, batch),
         listing,
-        excluded,
+        claims,
         now,
     )
     if found.verdict is Verdict.REPLAN:
@@ -160,7 +180,15 @@ def _settle(
                 "batch %s: %s was taken meanwhile; will look again", batch.id, found.chosen.id
             )
             return Verdict.WAIT
-        excluded.add(found.chosen.id)
-        ctx.store.add_duplicates(batch.id, [r.id for r in found.others])
+        for remote in [found.chosen, *found.others]:
+            claims.setdefault(remote.id, Claim(batch.id, now, settled=False))
+        ctx.store.add_duplicates(batch.id, [r.id for r in found.others], now)
         log.info("batch %s: adopted %s after a lost create", batch.id, found.chosen.id)
+    elif found.contested and now > deadline:
+        log.debug(
+            "batch %s: waiting for the results of %s, held by other creates, to tell whose "
+            "they are",
+            batch.id,
+            ", ".join(r.id for r in found.contested),
+        )
     return found.verdict

@@ -140,5 +140,6 @@ def batch_record(row: Batch) -> BatchRecord:
         ingest_attempts=row.ingest_attempts,
         last_error=row.last_error,
         adopted=row.adopted,
+        proven_at=row.proven_at,
         reconcile_until=row.reconcile_until,
     )

@@ -30,7 +30,7 @@ from orchestrator.store._sql import (
     lock_active_job,
 )
 from orchestrator.store.records import BatchRecord, Lease, RemoteState, RequestLine
-from orchestrator.store.tables import Batch, BatchRequest, DuplicateBatch, ForeignBatch, Item
+from orchestrator.store.tables import Batch, BatchRequest, DuplicateBatch, Item
 
 #: Requests read per transaction while a create body streams out.
 REQUEST_PAGE_ROWS = 1000
@@ -230,54 +230,6 @@ class BatchOps(StoreBase):
             reconcile_until=reconcile_until,
             updated_at=now,
         )
-
-    def mark_foreign(self, lease: Lease, reason: str, now: datetime) -> bool:
-        """The adopted remote batch proved somebody else's: remember it as foreign, and
-        make this batch an unknown create again, to be reconciled without it. Its items
-        stay queued: none fails, nothing is sent twice. False if the lease moved on or
-        the create can't go back in flight yet (another of its count or job is)."""
-        try:
-            with self._tx() as s:
-                row = s.execute(
-                    select(Batch.remote_id)
-                    .where(held(Batch, lease), Batch.adopted.is_(True))
-                    .with_for_update()
-                ).first()
-                if row is None or row.remote_id is None:
-                    return False
-                s.execute(
-                    self._insert(ForeignBatch)
-                    .values(remote_id=row.remote_id, batch_id=lease.row_id, reason=reason)
-                    .on_conflict_do_nothing(index_elements=["remote_id"])
-                )
-                s.execute(
-                    update(Batch)
-                    .where(Batch.id == lease.row_id)
-                    .values(
-                        status=BatchStatus.UNKNOWN,
-                        remote_id=None,
-                        adopted=False,
-                        processing_status=None,
-                        results_url=None,
-                        remote_created_at=None,
-                        expires_at=None,
-                        ended_at=None,
-                        succeeded_count=None,
-                        errored_count=None,
-                        canceled_count=None,
-                        expired_count=None,
-                        last_error=reason,
-                        updated_at=now,
-                    )
-                )
-                return True
-        except IntegrityError:
-            return False
-
-    def foreign_remote_ids(self) -> set[str]:
-        """Remote batches proven to belong to somebody else (never adopted again)."""
-        with self._tx() as s:
-            return set(s.execute(select(ForeignBatch.remote_id)).scalars())
 
     def return_to_planned(
         self, lease: Lease, error: str, retry_at: datetime, now: datetime

@@ -1,13 +1,14 @@
 """The job store's one facade: every named operation, grouped by aggregate.
 
 The only place that builds SQL is ``store/``; each aggregate has its module
-(``jobs``, ``planning``, ``batches``, ``results``, ``reports``, ``meta``) and
+(``jobs``, ``planning``, ``batches``, ``adoption``, ``results``, ``reports``, ``meta``) and
 shares transactions, lease predicates and converters through ``_sql``.
 Callers use :class:`Store` alone.
 """
 
 from __future__ import annotations
 
+from orchestrator.store.adoption import AdoptionOps
 from orchestrator.store.batches import BatchOps
 from orchestrator.store.engine import make_engine, require_head
 from orchestrator.store.jobs import JobOps
@@ -17,7 +18,7 @@ from orchestrator.store.reports import ReportOps
 from orchestrator.store.results import ResultOps
 
 
-class Store(JobOps, PlanningOps, BatchOps, ResultOps, ReportOps, MetaOps):
+class Store(JobOps, PlanningOps, BatchOps, AdoptionOps, ResultOps, ReportOps, MetaOps):
     """The SQL job store behind named operations."""
 
     @classmethod

@@ -96,6 +96,8 @@ class BatchRecord:
     last_error: str | None
     #: Matched by listing after a lost create; its first results prove it (or undo it).
     adopted: bool = False
+    #: When an adopted batch's results proved it this batch's (None: still tentative).
+    proven_at: datetime | None = None
     #: An unknown create not listed by then was never made (None: derive it).
     reconcile_until: datetime | None = None
 
@@ -116,6 +118,19 @@ class RemoteState:
     errored: int
     canceled: int
     expired: int
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """What this store knows of one remote batch (``Store.remote_claims``)."""
+
+    #: The local batch holding or watching it; None: proven somebody else's.
+    batch_id: int | None
+    #: Since when (this store's clock): adopted, created or first watched.
+    since: datetime | None
+    #: Proven: created by this store, read, or foreign. An unsettled claim is a
+    #: tentative adoption or a watched match, which the results may still move.
+    settled: bool
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,10 +7,10 @@ from dataclasses import fields
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import String, Table, and_, bindparam, func, select, union, update
+from sqlalchemy import String, Table, and_, bindparam, func, select, union
 
-from orchestrator.domain.states import BatchStatus, DuplicateStatus, ItemStatus, ResultType
-from orchestrator.store._sql import StoreBase, count, held
+from orchestrator.domain.states import BatchStatus, ItemStatus, ResultType
+from orchestrator.store._sql import StoreBase, held
 from orchestrator.store.records import (
     Lease,
     QuarantineLine,
@@ -19,7 +19,7 @@ from orchestrator.store.records import (
     ResultRow,
     Route,
 )
-from orchestrator.store.tables import Batch, BatchRequest, DuplicateBatch, Item, Quarantine, Result
+from orchestrator.store.tables import Batch, BatchRequest, Item, Quarantine, Result
 
 _ITEMS: Table = Item.__table__  # type: ignore[assignment]
 _RESULT_COLUMNS = tuple(f.name for f in fields(ResultRow))
@@ -74,34 +74,6 @@ class ResultOps(StoreBase):
                 )
             return True
 
-    def add_duplicates(self, batch_id: int, remote_ids: Sequence[str]) -> None:
-        """Watch other listed batches that matched the same lost create as ``batch_id``."""
-        if not remote_ids:
-            return
-        with self._tx() as s:
-            s.execute(
-                self._insert(DuplicateBatch)
-                .values(
-                    [
-                        {"remote_id": r, "batch_id": batch_id, "status": DuplicateStatus.WATCHING}
-                        for r in remote_ids
-                    ]
-                )
-                .on_conflict_do_nothing(index_elements=["remote_id"])
-            )
-
-    def watched_duplicates(self, job_id: int | None = None) -> list[tuple[str, int]]:
-        """(remote id, local batch id) of the duplicates still to be settled."""
-        with self._tx() as s:
-            query = select(DuplicateBatch.remote_id, DuplicateBatch.batch_id).where(
-                DuplicateBatch.status == DuplicateStatus.WATCHING
-            )
-            if job_id is not None:
-                query = query.join(Batch, Batch.id == DuplicateBatch.batch_id).where(
-                    Batch.job_id == job_id
-                )
-            return [(str(r), int(b)) for r, b in s.execute(query).all()]
-
     def store_duplicate_results(self, rows: Sequence[ResultRow]) -> None:
         """Results of a duplicate that proved ours, kept beside the adopted batch's (a
         request's first stored result wins; the rest is only counted as paid)."""
@@ -111,18 +83,6 @@ class ResultOps(StoreBase):
                     index_elements=["batch_id", "custom_id"]
                 )
                 s.execute(stmt, [_values(r, _RESULT_COLUMNS, _RESULT_LIMITS) for r in rows])
-
-    def settle_duplicate(self, remote_id: str, status: DuplicateStatus, paid: int) -> bool:
-        with self._tx() as s:
-            res = s.execute(
-                update(DuplicateBatch)
-                .where(
-                    DuplicateBatch.remote_id == remote_id,
-                    DuplicateBatch.status == DuplicateStatus.WATCHING,
-                )
-                .values(status=status, paid_requests=paid)
-            )
-            return count(res) == 1
 
     def count_results(self, batch_id: int) -> int:
         """Distinct custom_ids stored for this batch."""

@@ -292,6 +292,8 @@ class Batch(LeaseMixin, Base):
     endpoint: Mapped[str | None] = mapped_column(Text)
     #: Matched by listing after a lost create; its first results prove it (or undo it).
     adopted: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
+    #: When an adopted batch's results proved it this batch's (None: still tentative).
+    proven_at: Mapped[datetime | None]
     #: An unknown create not found in the listing by then was never made.
     reconcile_until: Mapped[datetime | None]
     cancel_requested: Mapped[bool] = mapped_column(

@@ -308,22 +308,7 @@ def test_daemon_and_run_on_one_store_keep_their_batches_apart(tmp_path: Path) ->
 
 # -- 5. two stores sharing one key ----------------------------------------------------------
 
-#: The product bug behind tests 5 and 6 (see test 6, which reproduces it every time).
-ADOPTION_PROVEN_BY_TAG_ONLY = (
-    "product bug: a tentatively adopted remote batch is proven ours by the store tag of "
-    "its custom_ids alone, not by being this local batch's requests. A lost create X "
-    "adopts a neighbour's batch of the same size; the next lost create Y of that size "
-    "adopts X's real batch; Y's ingest quarantines all of it ('custom_id is not a "
-    "request of this batch') and retries Y's items as missing (attempts 2, attempt 1 "
-    "never sent); X, proven foreign, finds its batch held by Y and is planned again: "
-    "X's requests are sent and paid twice, and `run` still exits 0"
-)
 
-
-# Two concurrent runs make the bug's sequence only by chance (SHARED_KEY_SEED 100..109:
-# 106 and 109 failed once each, and in 1 of 6 reruns; 67 passed every time): not strict,
-# or its passes would turn the suite red. Unmark once test 6 passes.
-@pytest.mark.xfail(strict=False, reason=ADOPTION_PROVEN_BY_TAG_ONLY)
 @pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_two_stores_on_one_key_never_take_each_others_batches(tmp_path: Path) -> None:
@@ -355,7 +340,6 @@ def test_two_stores_on_one_key_never_take_each_others_batches(tmp_path: Path) ->
 # -- 6. the same, made deterministic: a neighbour's batch at the worst moment -----------
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=ADOPTION_PROVEN_BY_TAG_ONLY)
 @pytest.mark.slow
 @pytest.mark.timeout(180)
 def test_a_neighbours_batch_taken_for_ours_costs_no_second_send(tmp_path: Path) -> None:

@@ -61,3 +61,15 @@ def test_both_cursors_rejected(five: tuple[SimulatorState, list[str]]) -> None:
 def test_limit_bounds_accepted(five: tuple[SimulatorState, list[str]]) -> None:
     assert len(five[0].list_page(None, None, 1)[0]) == 1
     assert len(five[0].list_page(None, None, 1000)[0]) == 5
+
+
+def test_a_new_batch_shows_in_the_list_only_after_the_lag(clock: ManualClock) -> None:
+    state = make_state(clock, list_lag_seconds=5.0)
+    old = state.create_batch(pairs(1), frozenset()).id
+    clock.advance(5.0)
+    new = state.create_batch(pairs(1), frozenset()).id
+
+    assert _ids(state.list_page(None, None, 20)) == ([old], False)
+    assert state.get(new).id == new  # retrieve sees it at once
+    clock.advance(5.0)
+    assert _ids(state.list_page(None, None, 20)) == ([new, old], False)

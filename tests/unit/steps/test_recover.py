@@ -15,6 +15,7 @@ from orchestrator.domain.recovery import (
     unanswered_deadline,
 )
 from orchestrator.steps.recover import Verdict, reconcile
+from orchestrator.store.records import Claim
 from tests.unit.api.fakes import batch_json
 
 INTENT = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
@@ -52,21 +53,38 @@ def test_an_unanswered_create_waits_for_its_upload_and_its_timeout(
     assert abs((deadline - expected).total_seconds()) < 0.01
 
 
+THIS = 7  # the local batch whose create is reconciled
+OTHER = 8  # another local batch
+BEFORE = INTENT - timedelta(seconds=1)
+AFTER = INTENT + timedelta(seconds=1)
+PROVEN = Claim(OTHER, BEFORE, settled=True)
+FOREIGN = Claim(None, None, settled=True)
+
+
 @pytest.mark.parametrize(
-    ("case", "listing", "owned", "now_offset_s", "verdict", "chosen", "others"),
+    ("case", "listing", "claims", "now_offset_s", "verdict", "chosen", "others"),
     [
-        ("one match", [listed("a", 2)], set(), 5, Verdict.ADOPT, "a", []),
-        ("nothing yet, before the deadline", [], set(), 60, Verdict.WAIT, None, []),
-        ("nothing by the deadline", [], set(), 61, Verdict.REPLAN, None, []),
-        ("match already owned or foreign", [listed("a", 2)], {"a"}, 71, Verdict.REPLAN, None, []),
-        ("wrong request count", [listed("a", 2, COUNT + 1)], set(), 71, Verdict.REPLAN, None, []),
-        ("before the window", [listed("a", -11)], set(), 71, Verdict.REPLAN, None, []),
-        ("after the window", [listed("a", 71)], set(), 80, Verdict.REPLAN, None, []),
-        ("skewed clock, inside", [listed("a", -9)], set(), 5, Verdict.ADOPT, "a", []),
+        ("one match", [listed("a", 2)], {}, 5, Verdict.ADOPT, "a", []),
+        ("nothing yet, before the deadline", [], {}, 60, Verdict.WAIT, None, []),
+        ("nothing by the deadline", [], {}, 61, Verdict.REPLAN, None, []),
+        (
+            "match created by another batch",
+            [listed("a", 2)],
+            {"a": PROVEN},
+            71,
+            Verdict.REPLAN,
+            None,
+            [],
+        ),
+        ("match proven foreign", [listed("a", 2)], {"a": FOREIGN}, 71, Verdict.REPLAN, None, []),
+        ("wrong request count", [listed("a", 2, COUNT + 1)], {}, 71, Verdict.REPLAN, None, []),
+        ("before the window", [listed("a", -11)], {}, 71, Verdict.REPLAN, None, []),
+        ("after the window", [listed("a", 71)], {}, 80, Verdict.REPLAN, None, []),
+        ("skewed clock, inside", [listed("a", -9)], {}, 5, Verdict.ADOPT, "a", []),
         (
             "several: closest to the intent wins",
             [listed("far", 50), listed("near", -3), listed("mid", 20)],
-            set(),
+            {},
             5,
             Verdict.ADOPT,
             "near",
@@ -75,10 +93,55 @@ def test_an_unanswered_create_waits_for_its_upload_and_its_timeout(
         (
             "an owned one does not compete",
             [listed("near", 1), listed("mine", 0)],
-            {"mine"},
+            {"mine": PROVEN},
             5,
             Verdict.ADOPT,
             "near",
+            [],
+        ),
+        (
+            "one this create watches is still a candidate",
+            [listed("a", 0), listed("b", 3)],
+            {"a": FOREIGN, "b": Claim(THIS, BEFORE, settled=False)},
+            5,
+            Verdict.ADOPT,
+            "b",
+            [],
+        ),
+        (
+            "held tentatively since before the intent: it existed before the create",
+            [listed("a", -2)],
+            {"a": Claim(OTHER, BEFORE, settled=False)},
+            71,
+            Verdict.REPLAN,
+            None,
+            [],
+        ),
+        (
+            "watched by another create since before the intent",
+            [listed("a", -2)],
+            {"a": Claim(OTHER, BEFORE, settled=False)},
+            71,
+            Verdict.REPLAN,
+            None,
+            [],
+        ),
+        (
+            "held tentatively since the intent: wait for its proof, past the deadline",
+            [listed("a", 2)],
+            {"a": Claim(OTHER, AFTER, settled=False)},
+            500,
+            Verdict.WAIT,
+            None,
+            [],
+        ),
+        (
+            "a free candidate is adopted even while another is contested",
+            [listed("a", 2), listed("b", 4)],
+            {"a": Claim(OTHER, AFTER, settled=False)},
+            5,
+            Verdict.ADOPT,
+            "b",
             [],
         ),
     ],
@@ -86,14 +149,14 @@ def test_an_unanswered_create_waits_for_its_upload_and_its_timeout(
 def test_reconcile(
     case: str,
     listing: list[MessageBatch],
-    owned: set[str],
+    claims: dict[str, Claim],
     now_offset_s: float,
     verdict: Verdict,
     chosen: str | None,
     others: list[str],
 ) -> None:
     now = INTENT + timedelta(seconds=now_offset_s)
-    found = reconcile(COUNT, INTENT, DEADLINE, WINDOW, listing, owned, now)
+    found = reconcile(THIS, COUNT, INTENT, DEADLINE, WINDOW, listing, claims, now)
     assert found.verdict is verdict, case
     assert (found.chosen.id if found.chosen else None) == chosen, case
     assert [r.id for r in found.others] == others, case

@@ -17,14 +17,12 @@ from tests.unit.store.helpers import (
     OWNER,
     T0,
     TTL,
-    adopted_batch,
     at,
     batch_in,
     created_batch,
     creating_batch,
     custom_id,
     ended_batch,
-    item_batch_id,
     item_ids,
     item_statuses,
     lease_batch,
@@ -430,114 +428,6 @@ def test_mark_unknown_only_from_creating(store: Store) -> None:
 
     got = store.get_batch(lease.row_id)
     assert (got.status, got.last_error, got.reconcile_until) == (BatchStatus.PLANNED, None, None)
-
-
-# -- mark_foreign, foreign_remote_ids ---------------------------------------------------
-
-NOT_OURS = "results carry custom_ids of another store"
-
-
-@pytest.mark.parametrize("remote_status", [BatchStatus.IN_PROGRESS, BatchStatus.ENDED])
-def test_mark_foreign_makes_the_create_unknown_again_and_remembers_the_batch(
-    store: Store, remote_status: BatchStatus
-) -> None:
-    job = make_job(store, 2)
-    lease = adopted_batch(store, job.id, status=remote_status)
-    wrong = remote_id_for(lease.row_id)
-    assert store.foreign_remote_ids() == set()
-
-    assert store.mark_foreign(lease, NOT_OURS, at(700))
-
-    got = store.get_batch(lease.row_id)
-    assert (got.status, got.remote_id, got.adopted, got.last_error) == (
-        BatchStatus.UNKNOWN,
-        None,
-        False,
-        NOT_OURS,
-    )
-    assert (got.results_url, got.remote_created_at, got.intent_at) == (None, None, T0)
-    assert store.foreign_remote_ids() == {wrong}
-    assert store.owned_remote_ids() == {}
-    # Its items wait in it, untouched: none fails and none is sent a second time.
-    assert set(item_statuses(store, job.id).values()) == {ItemStatus.QUEUED}
-    assert {item_batch_id(store, i) for i in item_ids(store, job.id)} == {lease.row_id}
-    # Reconciled again, it can be matched to its real batch.
-    assert store.record_created(lease, remote("msgbatch_real"), at(701), adopted=True)
-    assert store.owned_remote_ids() == {"msgbatch_real": job.id}
-
-
-def _created_not_adopted(store: Store, job_id: int) -> Lease:
-    return lease_batch(store, created_batch(store, job_id, status=BatchStatus.ENDED))
-
-
-def _adopted_then_taken_over(store: Store, job_id: int) -> Lease:
-    stale = adopted_batch(store, job_id)
-    store.claim_batches([BatchStatus.ENDED], "worker-b", at(TTL + 1), TTL)
-    return stale
-
-
-def _adopted_then_released(store: Store, job_id: int) -> Lease:
-    lease = adopted_batch(store, job_id)
-    store.release_batch(lease)
-    return lease
-
-
-@pytest.mark.parametrize(
-    "make_lease",
-    [
-        pytest.param(_created_not_adopted, id="not-adopted"),
-        pytest.param(_adopted_then_taken_over, id="lease-taken-over"),
-        pytest.param(_adopted_then_released, id="lease-released"),
-    ],
-)
-def test_mark_foreign_only_for_an_adopted_batch_under_its_lease(
-    store: Store, make_lease: Callable[[Store, int], Lease]
-) -> None:
-    job = make_job(store, 1)
-    lease = make_lease(store, job.id)
-    before = store.get_batch(lease.row_id)
-
-    assert store.mark_foreign(lease, NOT_OURS, at(TTL + 2)) is False
-
-    assert store.get_batch(lease.row_id) == before
-    assert store.foreign_remote_ids() == set()
-    assert store.owned_remote_ids() == {remote_id_for(lease.row_id): job.id}
-
-
-@pytest.mark.parametrize(
-    ("same_job", "count", "undone"),
-    [
-        pytest.param(False, 1, False, id="same-count-other-job"),
-        pytest.param(False, 2, True, id="other-count-other-job"),
-        pytest.param(True, 2, False, id="same-job-other-count"),
-    ],
-)
-def test_mark_foreign_waits_while_the_create_cannot_go_back_in_flight(
-    store: Store, same_job: bool, count: int, undone: bool
-) -> None:
-    job = make_job(store, 3, name="adopter")
-    ids = item_ids(store, job.id)
-    lease = adopted_batch(store, job.id, ids[:1])  # one request
-    if same_job:
-        blocker_job, blocker_ids = job.id, ids[1:]
-    else:
-        blocker_job = make_job(store, 2, name="other").id
-        blocker_ids = item_ids(store, blocker_job)
-    blocker = creating_batch(store, blocker_job, blocker_ids[:count], now=at(1))
-    before = store.get_batch(lease.row_id)
-
-    assert store.mark_foreign(lease, NOT_OURS, at(700)) is undone
-
-    if undone:
-        assert store.get_batch(lease.row_id).status is BatchStatus.UNKNOWN
-        assert store.foreign_remote_ids() == {before.remote_id}
-    else:
-        # Nothing changed, the foreign id included: the worker tries again later.
-        assert store.get_batch(lease.row_id) == before
-        assert before.adopted
-        assert store.foreign_remote_ids() == set()
-        assert store.holds_batch(lease)
-    assert store.get_batch(blocker.row_id).status is BatchStatus.CREATING
 
 
 # -- a create that made nothing: return_to_planned, drop_canceled_create ----------------
