@@ -40,7 +40,9 @@ typecheck: $(STAMP)
 ## Leaves nothing behind (temp dir removed); does not touch .venv.
 WHEEL_CHECK_FILES := orchestrator/migrations/env.py orchestrator/migrations/script.py.mako \
 	orchestrator/migrations/versions/0001_initial_schema.py \
-	orchestrator/jobs/review-sentiment/spec.toml orchestrator/jobs/review-sentiment/reviews.jsonl
+	orchestrator/jobs/review-sentiment/spec.toml orchestrator/jobs/review-sentiment/reviews.jsonl \
+	orchestrator/jobs/review-labels/spec.toml orchestrator/jobs/review-labels/reviews.csv \
+	orchestrator/jobs/review-labels/label.schema.json
 
 wheel-check:
 	@set -eu; start=$$(date +%s); \
@@ -65,7 +67,8 @@ wheel-check:
 		echo "wheel-check: files outside orchestrator/ in the wheel (above)"; exit 1; fi; \
 	( cd "$$tmp/src" && find orchestrator -name '*.py' \
 		&& find migrations jobs -type f \( -name '*.py' -o -name '*.mako' -o -name '*.toml' \
-			-o -name '*.jsonl' -o -name '*.csv' -o -name '*.md' \) | sed 's|^|orchestrator/|' \
+			-o -name '*.jsonl' -o -name '*.csv' -o -name '*.json' -o -name '*.md' \) \
+			| sed 's|^|orchestrator/|' \
 		&& printf '%s\n' $(WHEEL_CHECK_FILES) ) | LC_ALL=C sort -u >"$$tmp/expected.txt"; \
 	if LC_ALL=C comm -23 "$$tmp/expected.txt" "$$tmp/wheel.txt" | grep .; then \
 		echo "wheel-check: missing from the wheel (above); see [tool.setuptools] in pyproject.toml"; \
@@ -79,7 +82,7 @@ wheel-check:
 	ORCHESTRATOR_DATABASE_URL="sqlite:///$$tmp/store.db" "$$tmp/venv/bin/orchestrator" db upgrade; \
 	TERM=dumb "$$tmp/venv/bin/orchestrator" demo --db "$$tmp/demo.db" --processing-seconds 0.5 \
 		>"$$tmp/demo.log" 2>&1 || { cat "$$tmp/demo.log"; echo "wheel-check: demo failed"; exit 1; }; \
-	grep -E 'job review-sentiment \(id [0-9]+\): done' "$$tmp/demo.log" \
+	grep -E 'job review-labels \(id [0-9]+\): done' "$$tmp/demo.log" \
 		|| { cat "$$tmp/demo.log"; echo "wheel-check: the demo job is not done"; exit 1; }; \
 	echo "wheel-check: ok in $$(( $$(date +%s) - start ))s"
 

@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 from orchestrator import export as exporter
+from orchestrator.domain.output import columns
 from orchestrator.domain.pricing import PriceTable
 from orchestrator.domain.spec import load_spec
 from orchestrator.domain.states import ItemStatus, JobStatus
@@ -255,7 +256,8 @@ def export(
                 "finished); wait for it, or pass --partial to export what is there"
             )
         target = output or exporter.default_path(record.name, fmt)
-        rows = exporter.write(store.final_results(record.id), fmt, target)
+        layout = columns(record.output, record.input_columns)
+        rows = exporter.write(store.final_results(record.id), fmt, target, layout)
     console.print(f"wrote {rows:,} rows to {target}", highlight=False)
 
 
@@ -347,7 +349,7 @@ def main() -> None:
     except (SpecError, ConfigError, UsageError) as exc:
         err_console.print(f"error: {exc}", markup=False, highlight=False)
         sys.exit(ExitCode.USAGE)
-    except OrchestratorError as exc:
+    except (OrchestratorError, exporter.ExportError) as exc:
         err_console.print(f"error: {exc}", markup=False, highlight=False)
         sys.exit(ExitCode.ERROR)
 

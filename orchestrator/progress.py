@@ -22,7 +22,7 @@ from rich.progress import (
 from rich.table import Table
 
 from orchestrator.domain.states import SENT_BATCH_STATUSES, ItemStatus
-from orchestrator.store.records import JobReport
+from orchestrator.store.records import JobRecord, JobReport
 
 #: Terminal states first: they are what the user came for.
 _SUMMARY_ORDER = (
@@ -38,6 +38,9 @@ SAMPLE_QUERY = """SELECT result_type, text, count(*) AS items,
        round(CAST(sum(cost_usd) AS NUMERIC), 4) AS usd
 FROM final_results WHERE job_name = '{job}'
 GROUP BY result_type, text ORDER BY items DESC;"""
+#: A job with ``[output]``: its answers are typed columns of its own view.
+VIEW_QUERY = """SELECT key, status, {columns}
+FROM {view} LIMIT 10;"""
 
 
 class JobProgress:
@@ -143,4 +146,12 @@ def print_summary(
         table.add_row("waiting", waiting)
     console.print(table)
     console.print(f"\nQuery the answers ({where}):")
-    console.print(SAMPLE_QUERY.format(job=job.name), markup=False, highlight=False)
+    console.print(sample_query(job), markup=False, highlight=False)
+
+
+def sample_query(job: JobRecord) -> str:
+    """A query to paste: the typed answers of a job with ``[output]``, else the texts."""
+    if job.output is None or job.view_name is None:
+        return SAMPLE_QUERY.format(job=job.name)
+    names = ", ".join(f'"{name}"' for name in list(job.output.properties)[:4])
+    return VIEW_QUERY.format(columns=names, view=job.view_name)

@@ -9,6 +9,8 @@ server state; sending the same request again would fail the same way and only
 spend attempts, so they are final. Only the four transient server-side types
 below are retried. Expired requests (the 24 h window closed) are retried too.
 Canceled requests were canceled by someone on purpose and are never retried.
+A succeeded answer that does not match the job's declared output schema
+(``domain.output``) is retried as well: it was paid for, but is not the answer.
 """
 
 from __future__ import annotations
@@ -51,6 +53,13 @@ def decide_missing(attempt: int, max_attempts: int, *, canceled_by_user: bool = 
     return decide(
         ResultType.EXPIRED, None, attempt, max_attempts, canceled_by_user=canceled_by_user
     )
+
+
+def decide_invalid(attempt: int, max_attempts: int, *, canceled_by_user: bool = False) -> Outcome:
+    """A succeeded answer that does not match the job's output schema: tried again
+    while attempts remain (the next answer may well match), then failed."""
+    outcome = _retry_or_fail(attempt, max_attempts)
+    return Outcome.CANCELED if canceled_by_user and outcome is Outcome.RETRY else outcome
 
 
 def _retry_or_fail(attempt: int, max_attempts: int) -> Outcome:

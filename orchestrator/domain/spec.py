@@ -17,7 +17,6 @@ do not stop the stream: they are collected (:class:`BadRows`, the first
 
 from __future__ import annotations
 
-import csv
 import functools
 import hashlib
 import re
@@ -25,7 +24,7 @@ import tomllib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import orjson
 from pydantic import (
@@ -45,6 +44,16 @@ from orchestrator.domain.contract import (
     MAX_BATCH_BYTES,
     MAX_REQUESTS_PER_BATCH,
 )
+from orchestrator.domain.datasets import csv_rows, jsonl_rows, utf8_problem
+from orchestrator.domain.output import (
+    DEFAULT_TOOL_NAME,
+    OUTPUT_PARAMS,
+    TOOL_NAME_PATTERN,
+    Output,
+    OutputMode,
+    OutputSchemaError,
+    with_output,
+)
 from orchestrator.domain.params import ParamsError, check_model, validate_params
 from orchestrator.domain.pricing import PriceTable
 from orchestrator.domain.templates import MissingField, compile_request, render_request
@@ -55,7 +64,6 @@ NAME_PATTERN = re.compile(r"^[A-Za-z0-9._-]{1,100}$")
 CRON_FIELD_PATTERN = re.compile(r"^[0-9A-Za-z*/,?#-]+$")
 INPUT_SUFFIXES = (".jsonl", ".csv")
 HASH_CHUNK_BYTES = 1 << 20
-_BOM = b"\xef\xbb\xbf"
 #: Bad rows an error lists one by one; the rest are counted ("... and 5 more bad rows").
 MAX_REPORTED_ROWS = 20
 
@@ -77,6 +85,17 @@ class RetrySpec(_SpecModel):
     max_attempts: int = Field(3, ge=1, strict=True)
 
 
+class OutputSpec(_SpecModel):
+    """``[output]``: the answer's JSON Schema (a file beside the spec, or inline) and how
+    it is asked for (``domain.output``)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+    schema_: str | dict[str, Any] = Field(alias="schema")
+    mode: OutputMode = OutputMode.JSON_SCHEMA
+    tool_name: str = Field(DEFAULT_TOOL_NAME, pattern=TOOL_NAME_PATTERN.pattern)
+
+
 class JobSpec(_SpecModel):
     """One job spec (jobs/README.md). Build it with :func:`load_spec`, which resolves paths."""
 
@@ -93,6 +112,7 @@ class JobSpec(_SpecModel):
     api_version: str | None = None
     #: Let models the table (prices.json) does not list through, unchecked.
     allow_unknown_models: bool = Field(False, strict=True)
+    output: OutputSpec | None = None
 
     @field_validator("name")
     @classmethod
@@ -175,6 +195,8 @@ class LoadedSpec:
     path: Path
     #: sha256 hex over the spec file and its data file: same spec + same data = same hash.
     content_hash: str
+    #: ``[output]`` with its schema loaded and checked (None: answers stay text).
+    output: Output | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,6 +209,8 @@ class ItemDraft:
     params: dict[str, Any]
     params_json: bytes  #: canonical JSON (sorted keys, no spaces): the bytes sent
     params_hash: str  #: sha256 hex of params_json
+    input_json: bytes | None = None  #: the input row as JSON (template form)
+    columns: tuple[str, ...] = ()  #: the input row's columns, in order
 
 
 def load_spec(path: Path) -> LoadedSpec:
@@ -205,7 +229,48 @@ def load_spec(path: Path) -> LoadedSpec:
     if not spec.data_path.is_file():
         field = "input" if spec.input is not None else "requests"
         raise SpecError(f"{field} file not found: {spec.data_path}", location=label)
-    return LoadedSpec(spec, path, _content_hash(spec_bytes, spec.data_path))
+    output = load_output(spec, path.parent, label)
+    schema = b"" if output is None else orjson.dumps(output.schema, option=orjson.OPT_SORT_KEYS)
+    return LoadedSpec(spec, path, _content_hash(spec_bytes + schema, spec.data_path), output)
+
+
+def load_output(spec: JobSpec, base_dir: Path, label: str) -> Output | None:
+    """``[output]`` with its schema read (a file relative to the spec, or inline) and
+    checked; a template request that writes the same params itself is refused."""
+    section = spec.output
+    if section is None:
+        return None
+    where, raw = f"{label}: output.schema", section.schema_
+    if isinstance(raw, str):
+        file = (base_dir / raw).resolve()
+        where = display_path(file)
+        try:
+            raw = orjson.loads(file.read_bytes())
+        except OSError as exc:
+            message = f"output.schema: cannot read {raw}: {exc.strerror}"
+            raise SpecError(message, location=label) from None
+        except orjson.JSONDecodeError as exc:
+            raise SpecError(f"not JSON: {exc.msg}", location=f"{where}:{exc.lineno}") from None
+    try:
+        output = Output.checked(raw, section.mode, section.tool_name)
+    except OutputSchemaError as exc:
+        raise SpecError(f"the output schema {exc}", location=where) from None
+    for name in OUTPUT_PARAMS:
+        if spec.request is not None and name in spec.request:
+            raise SpecError(
+                f"request.{name}: [output] writes tools, tool_choice and output_config "
+                "itself; remove it from [request], or drop [output]",
+                location=label,
+            )
+    thinking = (spec.request or {}).get("thinking")
+    if output.mode is OutputMode.TOOL and isinstance(thinking, dict):
+        if thinking.get("type") in ("enabled", "adaptive"):
+            raise SpecError(
+                "request.thinking: a forced tool can't be combined with thinking; use "
+                'mode = "json_schema", or turn thinking off',
+                location=label,
+            )
+    return output
 
 
 def display_path(path: Path) -> str:
@@ -222,7 +287,7 @@ def _parse_toml(spec_bytes: bytes, label: str) -> dict[str, Any]:
     except UnicodeDecodeError as exc:
         line_no = spec_bytes.count(b"\n", 0, exc.start) + 1
         line = spec_bytes[spec_bytes.rfind(b"\n", 0, exc.start) + 1 :].split(b"\n", 1)[0]
-        problem = _utf8_problem(line) or "not valid UTF-8"
+        problem = utf8_problem(line) or "not valid UTF-8"
         raise SpecError(f"the job spec is {problem}", location=f"{label}:{line_no}") from None
     except tomllib.TOMLDecodeError as exc:
         text = str(exc)
@@ -346,6 +411,7 @@ class _RowChecks:
     api_version: str
     models: PriceTable
     allow_unknown_models: bool
+    output: Output | None = None
 
 
 def iter_items(
@@ -373,6 +439,7 @@ def iter_items(
         api_version=spec.api_version or default_api_version,
         models=models if models is not None else shipped_models(),
         allow_unknown_models=spec.allow_unknown_models,
+        output=loaded.output,
     )
     collector = bad_rows if bad_rows is not None else BadRows(display_path(spec.data_path))
     rows = (
@@ -400,7 +467,7 @@ def _template_items(spec: JobSpec, checks: _RowChecks) -> Iterator[ItemDraft | S
     compiled = compile_request(spec.request)
     label = display_path(spec.input)
     csv_input = spec.input.suffix.lower() == ".csv"
-    rows = _csv_rows(spec.input, label) if csv_input else _jsonl_rows(spec.input, label)
+    rows = csv_rows(spec.input, label) if csv_input else jsonl_rows(spec.input, label)
     for ordinal, (line, row) in enumerate(rows):
         if isinstance(row, SpecError):
             yield row
@@ -409,7 +476,7 @@ def _template_items(spec: JobSpec, checks: _RowChecks) -> Iterator[ItemDraft | S
         try:
             key = _row_key(row, spec.key, where)
             params = render_request(compiled, row)
-            draft = _draft(ordinal, key, line, params, checks, where, "request")
+            draft = _draft(ordinal, key, line, params, checks, where, "request", row)
         except MissingField as exc:
             yield SpecError(str(exc), location=where)
         except SpecError as exc:
@@ -420,7 +487,7 @@ def _template_items(spec: JobSpec, checks: _RowChecks) -> Iterator[ItemDraft | S
 
 def _native_items(path: Path, checks: _RowChecks) -> Iterator[ItemDraft | SpecError]:
     label = display_path(path)
-    for ordinal, (line, obj) in enumerate(_jsonl_rows(path, label)):
+    for ordinal, (line, obj) in enumerate(jsonl_rows(path, label)):
         if isinstance(obj, SpecError):
             yield obj
             continue
@@ -467,8 +534,11 @@ def _draft(
     checks: _RowChecks,
     where: str,
     prefix: str,
+    row: dict[str, Any] | None = None,
 ) -> ItemDraft:
     try:
+        if checks.output is not None:
+            params = with_output(params, checks.output)
         validate_params(params, api_version=checks.api_version)
         check_model(params, checks.models, allow_unknown=checks.allow_unknown_models)
         params_json = orjson.dumps(params, option=orjson.OPT_SORT_KEYS)
@@ -478,103 +548,7 @@ def _draft(
     except orjson.JSONEncodeError as exc:
         raise SpecError(f"{prefix}: cannot encode as JSON: {exc}", location=where) from None
     digest = hashlib.sha256(params_json).hexdigest()
-    return ItemDraft(ordinal, key, line, params, params_json, digest)
-
-
-def _jsonl_rows(path: Path, label: str) -> Iterator[tuple[int, dict[str, Any] | SpecError]]:
-    """(line number, object or its problem) per non-blank line.
-
-    Binary mode splits on b"\\n" only and each line is parsed on its own, so a bad
-    line (JSON or UTF-8) is reported with its own number.
-    """
-    with path.open("rb") as lines:
-        for line_no, raw in enumerate(lines, start=1):
-            text = raw.removeprefix(_BOM) if line_no == 1 else raw
-            if text.strip():
-                yield line_no, _json_object(text, f"{label}:{line_no}")
-
-
-def _json_object(text: bytes, where: str) -> dict[str, Any] | SpecError:
-    try:
-        value = orjson.loads(text)
-    except orjson.JSONDecodeError as exc:
-        message = _utf8_problem(text) or f"invalid JSON at column {exc.colno}: {exc.msg}"
-        return SpecError(message, location=where)
-    if not isinstance(value, dict):
-        kind = type(value).__name__.replace("list", "array").replace("dict", "object")
-        return SpecError(f"expected a JSON object on each line, got {kind}", location=where)
-    return value
-
-
-def _utf8_problem(raw: bytes) -> str | None:
-    """Where ``raw`` (one line) stops being UTF-8, as a message; None when it is UTF-8."""
-    try:
-        raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        column = len(raw[: exc.start].decode("utf-8")) + 1  # in characters, 1-based
-        return f"not valid UTF-8 (byte 0x{raw[exc.start]:02x} at column {column})"
-    return None
-
-
-def _csv_rows(path: Path, label: str) -> Iterator[tuple[int, dict[str, Any] | SpecError]]:
-    """(line where the record starts, row or its problem) per record; quoted fields may
-    span lines. A broken header or quoting stops the reading (raised at once).
-    """
-    not_utf8: list[SpecError] = []  # lines of the current record that are not UTF-8
-    end = 0
-    try:
-        with path.open("rb") as data:
-            reader = csv.reader(_text_lines(data, label, not_utf8))
-            header: list[str] | None = None
-            for record in reader:
-                start, end = end + 1, reader.line_num
-                where = f"{label}:{start}"
-                if not_utf8:
-                    problem = not_utf8[0]
-                    not_utf8.clear()
-                    if header is None:
-                        raise problem
-                    yield start, problem
-                elif not record:
-                    continue  # blank line
-                elif header is None:
-                    header = _csv_header(record, where)
-                elif len(record) != len(header):
-                    message = f"row has {len(record)} fields but the header has {len(header)}"
-                    yield start, SpecError(message, location=where)
-                else:
-                    yield start, dict(zip(header, record, strict=True))
-    except csv.Error as exc:
-        raise SpecError(f"unreadable CSV: {exc}", location=f"{label}:{end + 1}") from None
-
-
-def _text_lines(data: BinaryIO, label: str, not_utf8: list[SpecError]) -> Iterator[str]:
-    """The file's lines decoded one by one, split as text mode with ``newline=""`` splits
-    them (on \\r\\n, \\r or \\n, ends kept) so ``csv`` counts lines as before.
-
-    Decoding each line on its own puts a byte that is not UTF-8 on its own line (a
-    text-mode file fails on a read-ahead block instead). Such a line is noted in
-    ``not_utf8`` and passed on with the bad bytes replaced, so the parser keeps its place.
-    """
-    line_no = 0
-    for chunk in data:
-        for raw in chunk.splitlines(keepends=True):
-            line_no += 1
-            line = raw.removeprefix(_BOM) if line_no == 1 else raw
-            try:
-                text = line.decode("utf-8")
-            except UnicodeDecodeError:
-                problem = _utf8_problem(line) or "not valid UTF-8"
-                not_utf8.append(SpecError(problem, location=f"{label}:{line_no}"))
-                text = line.decode("utf-8", "replace")
-            yield text
-
-
-def _csv_header(record: list[str], where: str) -> list[str]:
-    seen: set[str] = set()
-    for name in record:
-        if not name or name in seen:
-            problem = "an empty column name" if not name else f"column {name!r} twice"
-            raise SpecError(f"the CSV header has {problem}", location=where)
-        seen.add(name)
-    return record
+    if row is None:
+        return ItemDraft(ordinal, key, line, params, params_json, digest)
+    input_json = orjson.dumps(row, option=orjson.OPT_NON_STR_KEYS)
+    return ItemDraft(ordinal, key, line, params, params_json, digest, input_json, tuple(row))

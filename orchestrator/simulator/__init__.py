@@ -28,6 +28,20 @@ Choices for the doc's open questions (§12) and other simplifications:
   outcome (succeeded/errored); the rest are canceled. If the batch would have ended on
   its own before ``cancel_seconds`` elapse, it ends normally.
 * Tokens: 1 token = 4 characters (rounded up) for input, output and truncation.
+* Replies (model.py): a forced tool (tool_choice tool/any) -> one tool_use block;
+  ``output_config.format`` json_schema -> one text block of compact JSON that validates
+  against the schema (cut at 4 × max_tokens chars with stop_reason max_tokens); else a
+  label or a sentence. A malformed ``output_config`` ends the request errored
+  (invalid_request_error). Values are seeded by (seed, params).
+* ``invalid_output_share``: that share of structured answers, drawn per custom_id (a
+  retry under a new custom_id draws afresh), is invalid on purpose: the JSON is cut in
+  half (stop_reason max_tokens), a tool input lacks one required property (or is a
+  JSON string when none is required). /v1/messages answers are always valid.
+* Prompt caching (caching.py): with ``cache_control`` breakpoints the prefix up to the
+  last one is a cache read if this simulator saw it before (at most 100,000 prefixes
+  remembered, no time expiry, no minimum length), else a cache write in the 5m or 1h
+  bucket by its ttl; ``input_tokens`` is the rest. A batch decides in request order at
+  create.
 * Unknown model: errored invalid_request_error in a batch, 404 on /v1/messages.
 * Dropped connections (lost create, cut results) need a real server (SimulatorServer);
   over ``httpx.ASGITransport`` the client just sees a short body.

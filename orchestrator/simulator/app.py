@@ -36,6 +36,7 @@ from .responses import (
 )
 from .results import result_chunks
 from .state import LIST_LIMIT_DEFAULT, NotFound, RateLimited, SimulatorState
+from .tokens import count_input_tokens
 from .validation import (
     UNKNOWN_MODEL,
     InvalidRequest,
@@ -172,13 +173,13 @@ class SimulatorApi:
         params = await self._message_params(request, require_max_tokens=True)
         if params.get("stream") is True:
             raise InvalidRequest("stream: streaming is not supported by the simulator")
-        prompt = model.sketch(params, self.state.config.seed, None, {})
+        prompt = self.state.message_prompt(params)
         msg_id = message_id(self.state.config.seed, request_id_of(request))
         return json_response(model.message(prompt, self.state.config.seed, msg_id, "standard"))
 
     async def count_tokens(self, request: Request) -> Response:
         params = await self._message_params(request, require_max_tokens=False)
-        return json_response({"input_tokens": model.count_input_tokens(params)})
+        return json_response({"input_tokens": count_input_tokens(params)})
 
     async def _message_params(
         self, request: Request, *, require_max_tokens: bool

@@ -69,6 +69,9 @@ def simulate(  # one option per knob: long by design, no logic in the signature
         list[str] | None, _opt("errored_share", "ERROR_TYPE=SHARE, repeatable.")
     ] = None,
     expired_share: Annotated[float, _opt("expired_share", "Share of requests that expire.")] = 0.0,
+    invalid_output_share: Annotated[
+        float, _opt("invalid_output_share", "Share of structured answers made invalid.")
+    ] = 0.0,
     rpm_limit: Annotated[
         int | None, _opt("rpm_limit", "Requests per minute on batch endpoints.")
     ] = None,
@@ -126,6 +129,7 @@ def simulate(  # one option per knob: long by design, no logic in the signature
         cancel_inflight_share=cancel_inflight_share,
         errored_share=parse_shares(errored_share or []),
         expired_share=expired_share,
+        invalid_output_share=invalid_output_share,
         rpm_limit=rpm_limit,
         queue_limit=queue_limit,
         fault_408_share=fault_408_share,

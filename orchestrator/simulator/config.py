@@ -56,6 +56,10 @@ class SimulatorConfig(BaseModel):
     errored_share: dict[str, float] = Field(default_factory=dict)
     #: Share of requests that are "slow" and come back expired (§6.4, simplified).
     expired_share: float = Field(default=0.0, ge=0.0, le=1.0)
+    #: Share of structured answers (output_config json_schema or a forced tool) that come
+    #: back invalid on purpose: JSON cut in half, or a tool input missing a required
+    #: property. Drawn per custom_id, so a retry under a new custom_id draws afresh.
+    invalid_output_share: float = Field(default=0.0, ge=0.0, le=1.0)
     #: Requests per minute across the batch endpoints; None = unlimited (§7.4).
     rpm_limit: int | None = Field(default=None, ge=1)
     #: Max requests in processing across non-ended batches; None = unlimited (§7.4).

@@ -1,31 +1,51 @@
-"""A deterministic fake model: the reply is a pure function of (seed, params).
+"""A deterministic fake model: the reply is a pure function of (seed, params), except
+that ``invalid_output_share`` also draws on the custom_id and cache usage on history.
 
-Token counting (one rule everywhere, including count_tokens): **1 token = 4 characters**,
-rounded up. Input tokens count the system prompt, every message's text (non-text blocks
-by the length of their JSON) and the tools' JSON. ``max_tokens`` truncates the reply at
-``4 × max_tokens`` characters.
+Token counting follows :mod:`.tokens` (**1 token = 4 characters**, rounded up, also for
+count_tokens); ``max_tokens`` truncates the reply at ``4 × max_tokens`` characters.
+
+The reply, after an optional thinking block that spends the budget first:
+
+* a forced tool (tool_choice ``tool``/``any``): one ``tool_use`` block whose input is
+  :func:`.schema.fake_value` of the tool's input_schema; stop_reason ``tool_use``;
+* structured output (``output_config.format`` of type ``json_schema``): one text block
+  holding the compact JSON of ``fake_value`` of the schema; stop_reason ``end_turn``, or
+  ``max_tokens`` when the JSON is cut at the budget;
+* otherwise exactly one label when the prompt offers labels, else a short sentence.
+
+Generated values are seeded with ``seed ^ params digest``: equal prompts get equal
+answers, different prompts different ones. With ``invalid_output_share``, a structured
+answer is made invalid on purpose, decided per custom_id at create
+(:func:`invalid_output`): the JSON text is cut at half its length (stop_reason
+``max_tokens``, never parseable); a tool input loses one required property, or, when
+the schema requires none, is sent as a JSON string instead of an object. /v1/messages
+answers are always valid.
+
+Usage reports prompt caching (:mod:`.caching`): the prefix up to the last breakpoint is
+``cache_read_input_tokens`` if this simulator saw it before, else
+``cache_creation_input_tokens`` (in the 5m or 1h bucket by the breakpoint's ttl);
+``input_tokens`` is the rest.
 
 To keep memory small for 100,000-request batches, create reduces each request to a
 :class:`Prompt` sketch (the few fields the reply depends on plus a params digest) and
-results regenerate the reply from it.
+results regenerate the reply from it; identical schemas are shared between sketches.
 """
 
 from __future__ import annotations
 
 import base64
-import math
 import sys
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 
-from .ids import digest64, tool_use_id
+from .caching import PromptCache, last_breakpoint
+from .ids import digest64, tool_use_id, unit_interval
 from .labels import choose_label, find_labels
 from .schema import fake_value
+from .tokens import CHARS_PER_TOKEN, count_input_tokens, messages_of, tokens
 
-#: Characters per token (documented rule above).
-CHARS_PER_TOKEN = 4
 #: Characters of the last user message kept per request (head and tail).
 PROMPT_KEEP_CHARS = 2_048
 
@@ -47,6 +67,18 @@ class ForcedTool:
 
 
 @dataclass(frozen=True, slots=True)
+class OutputFormat:
+    """Structured output the reply must follow (``output_config.format``, json_schema)."""
+
+    schema: dict[str, Any]
+
+
+#: Sketches of one batch share equal tools and formats (keys: their sorted JSON).
+Shared = dict[bytes, ForcedTool | OutputFormat]
+_S = TypeVar("_S", ForcedTool, OutputFormat)
+
+
+@dataclass(frozen=True, slots=True)
 class Prompt:
     """What the fake model needs from one request's params (a compact sketch)."""
 
@@ -61,6 +93,15 @@ class Prompt:
     #: The thinking block's text; empty when thinking is off.
     thinking: str = ""
     error: str | None = None
+    output_format: OutputFormat | None = None
+    #: The structured answer (format or forced tool) must come out invalid.
+    invalid: bool = False
+    #: Input tokens up to the last cache breakpoint (0 without breakpoints).
+    cache_tokens: int = 0
+    #: The cached prefix was seen before: a cache read rather than a write.
+    cache_hit: bool = False
+    #: The last breakpoint has ``"ttl": "1h"``: writes go to the 1h bucket.
+    cache_ttl_1h: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,51 +114,14 @@ class Reply:
     output_tokens: int
 
 
-def tokens(chars: int) -> int:
-    """The documented rule: ceil(chars / 4)."""
-    return math.ceil(chars / CHARS_PER_TOKEN)
-
-
 def params_digest(params: dict[str, Any]) -> int:
     """A stable 64-bit digest of the params (key order does not matter)."""
     return digest64(orjson.dumps(params, option=orjson.OPT_SORT_KEYS))
 
 
-def count_input_tokens(params: dict[str, Any]) -> int:
-    """§1.6: input_tokens for the system prompt, messages and tools (at least 1)."""
-    chars = _text_chars(params.get("system"))
-    for message in _messages(params):
-        if isinstance(message, dict):
-            chars += _text_chars(message.get("content"))
-    if params.get("tools"):
-        chars += len(orjson.dumps(params["tools"]))
-    return max(1, tokens(chars))
-
-
-def _messages(params: dict[str, Any]) -> list[Any]:
-    messages = params.get("messages")
-    return messages if isinstance(messages, list) else []
-
-
-def _text_chars(content: object) -> int:
-    if content is None:
-        return 0
-    if isinstance(content, str):
-        return len(content)
-    if isinstance(content, list):
-        return sum(_block_chars(block) for block in content)
-    return len(orjson.dumps(content))
-
-
-def _block_chars(block: object) -> int:
-    if isinstance(block, dict) and isinstance(block.get("text"), str):
-        return len(block["text"])
-    return len(orjson.dumps(block))
-
-
 def last_user_text(params: dict[str, Any]) -> str:
     """The text of the last user message, trimmed to head + tail for long prompts."""
-    for message in reversed(_messages(params)):
+    for message in reversed(messages_of(params)):
         if isinstance(message, dict) and message.get("role") == "user":
             text = _joined_text(message.get("content"))
             if len(text) > 2 * PROMPT_KEEP_CHARS:
@@ -136,15 +140,27 @@ def _joined_text(content: object) -> str:
 
 
 def sketch(
-    params: dict[str, Any], seed: int, error: str | None, tools: dict[bytes, ForcedTool]
+    params: dict[str, Any],
+    seed: int,
+    error: str | None,
+    shared: Shared,
+    *,
+    invalid: bool = False,
+    cache: PromptCache | None = None,
 ) -> Prompt:
-    """Reduce params to a :class:`Prompt`; identical forced tools share one object.
+    """Reduce params to a :class:`Prompt`; equal tools and formats share one object.
 
     The answer and thinking texts are decided here, once: results then only truncate
-    and serialise, and the (possibly long) prompt text is not kept.
+    and serialise, and the (possibly long) prompt text is not kept. ``invalid`` asks for
+    an invalid structured answer (ignored if the request wants none). ``cache`` is the
+    simulator's prompt cache, looked up and updated here (without one, every breakpoint
+    is a cache write). A request with an ``error`` gets neither.
     """
-    digest = params_digest(params)
-    text = last_user_text(params) if error is None else ""
+    digest, valid = params_digest(params), error is None
+    text = last_user_text(params) if valid else ""
+    tool = _forced_tool(params, shared) if valid else None
+    output_format = _output_format(params, shared) if valid else None
+    mark = last_breakpoint(params) if valid else None
     max_tokens, stops, thinking = (
         params.get(k) for k in ("max_tokens", "stop_sequences", "thinking")
     )
@@ -153,18 +169,39 @@ def sketch(
         model=sys.intern(str(params.get("model"))),
         max_tokens=max_tokens if isinstance(max_tokens, int) else 1,
         input_tokens=count_input_tokens(params),
-        answer=sys.intern(answer_text(text, seed ^ digest)) if error is None else "",
+        answer=""
+        if output_format is not None or not valid
+        else sys.intern(answer_text(text, seed ^ digest)),
         digest=digest,
         stop_sequences=tuple(s for s in stops if isinstance(s, str))
         if isinstance(stops, list)
         else (),
-        tool=None if error else _forced_tool(params, tools),
+        tool=tool,
         thinking=_thinking_text(text) if thinks else "",
         error=error,
+        output_format=output_format,
+        invalid=invalid and (tool is not None or output_format is not None),
+        cache_tokens=mark.tokens if mark else 0,
+        cache_hit=mark is not None and cache is not None and cache.visit(mark.digest),
+        cache_ttl_1h=mark is not None and mark.ttl_1h,
     )
 
 
-def _forced_tool(params: dict[str, Any], cache: dict[bytes, ForcedTool]) -> ForcedTool | None:
+def invalid_output(seed: int, custom_id: str, share: float) -> bool:
+    """Whether ``custom_id`` gets an invalid structured answer (``invalid_output_share``).
+
+    A draw from (seed, custom_id) only: independent of processing order and params, so
+    the same prompt retried under a new custom_id draws afresh.
+    """
+    return share > 0 and unit_interval(seed, "invalid-output", custom_id) < share
+
+
+def _share(shared: Shared, key: bytes, value: _S) -> _S:
+    found = shared.setdefault(key, value)
+    return found if isinstance(found, type(value)) else value
+
+
+def _forced_tool(params: dict[str, Any], shared: Shared) -> ForcedTool | None:
     choice, tools = params.get("tool_choice"), params.get("tools") or []
     if not isinstance(choice, dict) or choice.get("type") not in ("tool", "any") or not tools:
         return None
@@ -173,12 +210,25 @@ def _forced_tool(params: dict[str, Any], cache: dict[bytes, ForcedTool]) -> Forc
         if tool.get("name") == wanted:
             schema = tool.get("input_schema") or {"type": "object"}
             key = orjson.dumps([wanted, schema], option=orjson.OPT_SORT_KEYS)
-            return cache.setdefault(key, ForcedTool(name=str(wanted), input_schema=schema))
+            return _share(shared, key, ForcedTool(name=str(wanted), input_schema=schema))
     return None
 
 
+def _output_format(params: dict[str, Any], shared: Shared) -> OutputFormat | None:
+    """``output_config.format`` when it is a json_schema format with an object schema."""
+    config = params.get("output_config")
+    found = config.get("format") if isinstance(config, dict) else None
+    if not isinstance(found, dict) or found.get("type") != "json_schema":
+        return None
+    schema = found.get("schema")
+    if not isinstance(schema, dict):
+        return None
+    key = b"format\x1f" + orjson.dumps(schema, option=orjson.OPT_SORT_KEYS)
+    return _share(shared, key, OutputFormat(schema))
+
+
 def generate(prompt: Prompt, seed: int) -> Reply:
-    """The fake model itself: thinking (optional), then a tool call, a label or a sentence."""
+    """The fake model itself: thinking (optional), then a tool call, JSON, a label or text."""
     budget = prompt.max_tokens * CHARS_PER_TOKEN
     content: list[dict[str, Any]] = []
     if prompt.thinking:
@@ -189,16 +239,38 @@ def generate(prompt: Prompt, seed: int) -> Reply:
         )
     if prompt.tool is not None and budget > 0:
         return _tool_reply(prompt, seed, content)
-    text, stop_reason, stop_sequence = _truncate(prompt.answer, prompt.stop_sequences, budget)
+    answer = prompt.answer if prompt.output_format is None else _json_answer(prompt, seed)
+    text, stop_reason, stop_sequence = _truncate(answer, prompt.stop_sequences, budget)
+    if prompt.invalid and prompt.output_format is not None and stop_reason == "end_turn":
+        stop_reason = "max_tokens"  # cut on purpose: it reads as running out of tokens
     if text or not content:
         content.append({"type": "text", "text": text})
     used = sum(len(b.get("thinking", "")) + len(b.get("text", "")) for b in content)
     return Reply(content, stop_reason, stop_sequence, max(1, tokens(used)))
 
 
+def _json_answer(prompt: Prompt, seed: int) -> str:
+    assert prompt.output_format is not None
+    value = fake_value(prompt.output_format.schema, seed ^ prompt.digest)
+    text = orjson.dumps(value).decode()
+    return cut_json(text) if prompt.invalid else text
+
+
+def cut_json(text: str) -> str:
+    """The first half of ``text``, never parseable ("" when that half still parses)."""
+    half = text[: len(text) // 2]
+    try:
+        orjson.loads(half)
+    except orjson.JSONDecodeError:
+        return half
+    return ""
+
+
 def _tool_reply(prompt: Prompt, seed: int, content: list[dict[str, Any]]) -> Reply:
     assert prompt.tool is not None
     tool_input = fake_value(prompt.tool.input_schema, seed ^ prompt.digest)
+    if prompt.invalid:
+        tool_input = break_input(tool_input, prompt.tool.input_schema, seed ^ prompt.digest)
     block_id = tool_use_id(seed, prompt.digest)
     content.append(
         {"type": "tool_use", "id": block_id, "name": prompt.tool.name, "input": tool_input}
@@ -206,6 +278,24 @@ def _tool_reply(prompt: Prompt, seed: int, content: list[dict[str, Any]]) -> Rep
     thought = sum(len(b.get("thinking", "")) for b in content)
     output = tokens(thought + len(orjson.dumps(tool_input))) + 10
     return Reply(content, "tool_use", None, output)
+
+
+def break_input(value: Any, schema: dict[str, Any], seed: int) -> Any:
+    """An invalid tool input: one required property removed (picked by ``seed``).
+
+    Without a required property to remove (dropping an optional one would still be
+    valid) the input changes type: an object becomes its JSON text, a string an object.
+    """
+    required = schema.get("required")
+    names = (
+        [name for name in required if isinstance(name, str) and name in value]
+        if isinstance(required, list) and isinstance(value, dict)
+        else []
+    )
+    if names:
+        drop = names[digest64(seed, "drop") % len(names)]
+        return {key: item for key, item in value.items() if key != drop}
+    return {"value": value} if isinstance(value, str) else orjson.dumps(value).decode()
 
 
 def _truncate(text: str, stops: tuple[str, ...], budget: int) -> tuple[str, str, str | None]:
@@ -247,13 +337,18 @@ def _signature(prompt: Prompt, seed: int) -> str:
 
 
 def usage(prompt: Prompt, reply: Reply, service_tier: str) -> dict[str, Any]:
-    """§2.6: the modern usage object; cache fields are 0 (nothing is cached here)."""
+    """§2.6: the modern usage object; cache fields per :mod:`.caching`."""
+    cached = prompt.cache_tokens
+    written = 0 if prompt.cache_hit else cached
     return {
-        "input_tokens": prompt.input_tokens,
+        "input_tokens": max(0, prompt.input_tokens - cached),
         "output_tokens": reply.output_tokens,
-        "cache_creation_input_tokens": 0,
-        "cache_read_input_tokens": 0,
-        "cache_creation": {"ephemeral_5m_input_tokens": 0, "ephemeral_1h_input_tokens": 0},
+        "cache_creation_input_tokens": written,
+        "cache_read_input_tokens": cached - written,
+        "cache_creation": {
+            "ephemeral_5m_input_tokens": 0 if prompt.cache_ttl_1h else written,
+            "ephemeral_1h_input_tokens": written if prompt.cache_ttl_1h else 0,
+        },
         "server_tool_use": None,
         "service_tier": service_tier,
         "inference_geo": None,

@@ -14,12 +14,13 @@ from typing import Any
 
 from . import batch as lifecycle
 from .batch import Batch
+from .caching import PromptCache
 from .clock import Clock, RealClock
 from .config import SimulatorConfig
 from .faults import Faults
 from .ids import batch_id, digest64, request_id, unit_interval
 from .ledger import Ledger, LedgerBatch
-from .model import ForcedTool, sketch
+from .model import Prompt, Shared, invalid_output, sketch
 from .outcomes import scripted_outcome
 from .validation import InvalidRequest, params_problem
 
@@ -57,6 +58,8 @@ class SimulatorState:
         self._request_ids = random.Random(digest64(self.config.seed, "request-ids"))
         self._sequence = 0
         self._last_created = 0.0
+        #: Prompt-cache prefixes seen by this simulator (batches and /v1/messages).
+        self.prompt_cache = PromptCache()
 
     def configure(self, **changes: Any) -> SimulatorConfig:
         """Replace some knobs (validated); e.g. ``configure(fault_500_share=0)``."""
@@ -70,6 +73,14 @@ class SimulatorState:
 
     def now(self) -> float:
         return self.clock.now()
+
+    def message_prompt(self, params: dict[str, Any]) -> Prompt:
+        """The sketch of a validated /v1/messages call, sharing the prompt cache.
+
+        Its answers are always valid: no custom_id to draw ``invalid_output_share`` from.
+        """
+        with self._lock:
+            return sketch(params, self.config.seed, None, Shared(), cache=self.prompt_cache)
 
     # -- create -----------------------------------------------------------------------
 
@@ -95,8 +106,18 @@ class SimulatorState:
         pairs: list[tuple[str, dict[str, Any]]],
         betas: frozenset[str],
     ) -> Batch:
-        config, tools = self.config, dict[bytes, ForcedTool]()
-        prompts = [sketch(p, config.seed, params_problem(p, betas), tools) for _, p in pairs]
+        config, shared = self.config, Shared()
+        prompts = [
+            sketch(
+                p,
+                config.seed,
+                params_problem(p, betas),
+                shared,
+                invalid=invalid_output(config.seed, c, config.invalid_output_share),
+                cache=self.prompt_cache,
+            )
+            for c, p in pairs  # in request order: the first of equal cache prefixes writes
+        ]
         custom_ids = [custom_id for custom_id, _ in pairs]
         scripted = bytearray(
             scripted_outcome(config, new_id, c, p) for c, p in zip(custom_ids, prompts, strict=True)

@@ -134,6 +134,7 @@ def params_problem(
         or _messages_problem(params.get("messages"))
         or _system_problem(params.get("system"))
         or _tools_problem(params)
+        or _output_config_problem(params.get("output_config"))
     )
 
 
@@ -261,4 +262,24 @@ def _tools_problem(params: dict[str, Any]) -> str | None:
         return f"tool_choice.name: tool '{choice.get('name')}' is not in tools"
     if isinstance(choice, dict) and choice.get("type") == "any" and not names:
         return "tool_choice: tool_choice 'any' requires at least one tool"
+    return None
+
+
+def _output_config_problem(config: object) -> str | None:
+    """``output_config.format``, when given, must be a json_schema format with a schema."""
+    if config is None:
+        return None
+    if not isinstance(config, dict):
+        return "output_config: Input should be a valid dictionary"
+    found = config.get("format")
+    if found is None:
+        return None
+    if not isinstance(found, dict):
+        return "output_config.format: Input should be a valid dictionary"
+    if found.get("type") != "json_schema":
+        return "output_config.format.type: Input should be 'json_schema'"
+    schema = found.get("schema")
+    if not isinstance(schema, dict):
+        problem = "Field required" if schema is None else "Input should be a valid dictionary"
+        return f"output_config.format.schema: {problem}"
     return None

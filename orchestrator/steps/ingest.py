@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Sequence
 from datetime import datetime, timedelta
@@ -30,7 +31,8 @@ from orchestrator.api.models import (
     parse_result_line,
 )
 from orchestrator.chunking import chunked
-from orchestrator.domain.outcomes import decide, decide_missing
+from orchestrator.domain.outcomes import decide, decide_invalid, decide_missing
+from orchestrator.domain.output import INVALID_OUTPUT, Answers
 from orchestrator.domain.planning import parse_custom_id
 from orchestrator.domain.pricing import PriceTable, UsageCounts, cost_usd
 from orchestrator.domain.states import BatchStatus, ItemStatus, JobStatus, Outcome, ResultType
@@ -159,11 +161,13 @@ def ingest_backoff_s(attempts: int) -> float:
 
 def _download(ctx: StepContext, lease: Lease, batch: BatchRecord) -> None:
     assert batch.results_url is not None
+    output = ctx.store.job_of_batch(batch.id).output
+    answers = None if output is None else Answers(output)
     with ctx.api.results_lines(batch.results_url) as lines:
         for index, chunk in enumerate(
             chunked(enumerate(lines, start=1), ctx.settings.ingest_chunk_rows)
         ):
-            rows, quarantine = _rows(ctx, batch, chunk)
+            rows, quarantine = _rows(ctx, batch, chunk, answers)
             if index == 0 and batch.adopted and batch.proven_at is None:
                 _prove_adoption(ctx, lease, batch, rows, quarantine)
             if not ctx.store.upsert_results(lease, rows, quarantine):
@@ -204,7 +208,10 @@ def _ours(custom_id: str, tag: str) -> bool:
 
 
 def _rows(
-    ctx: StepContext, batch: BatchRecord, chunk: Sequence[tuple[int, bytes]]
+    ctx: StepContext,
+    batch: BatchRecord,
+    chunk: Sequence[tuple[int, bytes]],
+    answers: Answers | None,
 ) -> tuple[list[ResultRow], list[QuarantineLine]]:
     parsed: list[tuple[int, bytes, ResultLine]] = []
     quarantine: list[QuarantineLine] = []
@@ -222,7 +229,7 @@ def _rows(
             error = "custom_id is not a request of this batch"
             quarantine.append(_quarantine(batch.id, line_no, raw, line.custom_id, error))
             continue
-        rows.append(result_row(batch.id, route, line, ctx.prices))
+        rows.append(result_row(batch.id, route, line, ctx.prices, answers))
     return rows, quarantine
 
 
@@ -244,11 +251,22 @@ def _quarantine(
     )
 
 
-def result_row(batch_id: int, route: Route, line: ResultLine, prices: PriceTable) -> ResultRow:
-    """The typed ``results`` row of one parsed line."""
+def result_row(
+    batch_id: int,
+    route: Route,
+    line: ResultLine,
+    prices: PriceTable,
+    answers: Answers | None = None,
+) -> ResultRow:
+    """The typed ``results`` row of one parsed line; ``answers``: the job's declared
+    output, against which a succeeded answer is read and validated."""
     result = line.result
     if isinstance(result, SucceededResult):
-        return _succeeded_row(batch_id, route, line.custom_id, result.message, prices)
+        row = _succeeded_row(batch_id, route, line.custom_id, result.message, prices)
+        if answers is None:
+            return row
+        output, invalid = answers.read(result.message.content, result.message.stop_reason)
+        return dataclasses.replace(row, output=output, output_error=invalid)
     error = result.error.error if isinstance(result, ErroredResult) else None
     return ResultRow(
         batch_id=batch_id,
@@ -377,6 +395,10 @@ def resolve(
     if ref.result_type is None:
         outcome = decide_missing(ref.attempt, max_attempts, canceled_by_user=job_canceled)
         error_type, message = MISSING_RESULT, "no result line for this request"
+    elif ref.result_type is ResultType.SUCCEEDED and ref.output_error is not None:
+        # Paid, but not the answer asked for: a new attempt, like a server error.
+        outcome = decide_invalid(ref.attempt, max_attempts, canceled_by_user=job_canceled)
+        error_type, message = INVALID_OUTPUT, ref.output_error
     else:
         outcome = decide(
             ref.result_type,
@@ -388,7 +410,9 @@ def resolve(
         error_type, message = _error_of(ref)
     if outcome is Outcome.SUCCEEDED:
         error_type = message = None
-    elif outcome is Outcome.FAILED and ref.result_type in (ResultType.EXPIRED, None):
+    elif outcome is Outcome.FAILED and (
+        ref.result_type in (ResultType.EXPIRED, None) or error_type == INVALID_OUTPUT
+    ):
         message = f"{message} (after {ref.attempt} attempts)"
     return Resolution(ref.item_id, outcome.item_status, ref.result_id, error_type, message)
 

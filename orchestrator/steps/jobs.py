@@ -108,6 +108,7 @@ def _new_job(loaded: LoadedSpec, name: str, api_version: str) -> NewJob:
         use_cache=spec.cache,
         budget_usd=spec.budget_usd,
         schedule=spec.schedule,
+        output=loaded.output,
         api_version=spec.api_version or api_version,
     )
 

@@ -23,6 +23,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DataError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from orchestrator.domain.output import DEFAULT_TOOL_NAME, Output, OutputMode
 from orchestrator.domain.states import BatchStatus, JobStatus
 from orchestrator.errors import StoreDataError, StoreUnavailableError
 from orchestrator.store.engine import safe_url
@@ -122,6 +123,18 @@ def job_record(row: Job) -> JobRecord:
         cache_saved_usd=row.cache_saved_usd,
         created_at=row.created_at,
         finished_at=row.finished_at,
+        output=output_of(row),
+        input_columns=tuple(row.input_columns or ()),
+        view_name=row.view_name,
+    )
+
+
+def output_of(row: Job) -> Output | None:
+    """The job's declared output (``[output]``), None when it declared none."""
+    if row.output_mode is None or row.output_schema is None:
+        return None
+    return Output(
+        row.output_schema, OutputMode(row.output_mode), row.output_tool or DEFAULT_TOOL_NAME
     )
 
 

@@ -16,7 +16,7 @@ from typing import Any
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, inspect
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 
@@ -123,8 +123,16 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
     """Apply migrations up to ``revision``."""
     from alembic import command
 
+    from orchestrator.store.views import drop_job_views, rebuild_job_views
+
     _quiet_alembic()
+    # Per-job views sit on the tables a migration may rebuild: drop them, then remake.
+    with engine.begin() as conn:
+        if inspect(conn).has_table("jobs"):
+            drop_job_views(conn)
     command.upgrade(alembic_config(engine), revision)
+    if current_revision(engine) == head_revision():
+        rebuild_job_views(engine)
 
 
 def downgrade(engine: Engine, revision: str) -> None:

@@ -22,6 +22,7 @@ from orchestrator.errors import JobNotFoundError, SpecError
 from orchestrator.store._sql import StoreBase, count, job_record, lock_active_job
 from orchestrator.store.records import ItemLike, JobRecord, NewJob
 from orchestrator.store.tables import Batch, Item, Job
+from orchestrator.store.views import create_job_view, free_view_name
 
 ITEM_CHUNK_ROWS = 1000
 
@@ -78,15 +79,22 @@ class JobOps(StoreBase):
             s.add(job)
             s.flush()
             total = 0
+            seen: dict[str, None] = {}
             for chunk in chunked(items, ITEM_CHUNK_ROWS):
                 _check_duplicate_keys(s, job.id, chunk, new.spec_path)
                 s.execute(insert(Item), [_item_row(job.id, it, now) for it in chunk])
+                for it in chunk:
+                    seen.update(dict.fromkeys(it.columns))
                 total += len(chunk)
             if before_commit is not None:
                 before_commit(total)
             job.items_total = total
+            job.input_columns = list(seen)
+            job.view_name = free_view_name(s, job.name, job.id)
             s.flush()
-            return job_record(job)
+            record = job_record(job)
+            create_job_view(s.connection(), record)
+            return record
 
     def active_job_ids(self, job_id: int | None = None) -> list[int]:
         with self._tx() as s:
@@ -174,6 +182,7 @@ def _item_row(job_id: int, item: ItemLike, now: datetime) -> dict[str, Any]:
         "key": item.key,
         "params": item.params_json,
         "params_hash": item.params_hash,
+        "input": None if item.input_json is None else item.input_json.decode(),
         "status": ItemStatus.PENDING,
         "attempts": 0,
         "updated_at": now,
@@ -193,4 +202,7 @@ def _new_job_fields(new: NewJob) -> dict[str, Any]:
         "budget_usd": new.budget_usd,
         "schedule": new.schedule,
         "api_version": new.api_version,
+        "output_mode": None if new.output is None else new.output.mode.value,
+        "output_schema": None if new.output is None else new.output.schema,
+        "output_tool": None if new.output is None else new.output.tool_name,
     }

@@ -60,11 +60,19 @@ class PlanningOps(StoreBase):
 
         The same request means the same params, sent to the same ``endpoint`` under
         the same API version: an answer from a simulator never stands in for the
-        real API's, nor one from another version's rules.
+        real API's, nor one from another version's rules. An answer that did not match
+        the job's output schema is never reused.
         Returns (items answered now, USD the cache has saved this job so far).
         """
         with self._tx() as s:
-            api_version = s.execute(select(Job.api_version).where(Job.id == job_id)).scalar_one()
+            api_version, output_mode = s.execute(
+                select(Job.api_version, Job.output_mode).where(Job.id == job_id)
+            ).one()
+            # An answer that missed its schema is no answer; a job with [output] needs
+            # one that was read against it (the schema is in the params, so the same).
+            usable = [Result.output_error.is_(None)]
+            if output_mode is not None:
+                usable.append(Result.output.is_not(None))
             source_job = aliased(Job, name="source_job")
             source = (
                 select(func.min(Result.id))
@@ -76,6 +84,7 @@ class PlanningOps(StoreBase):
                     Item.params_hash == _PENDING.params_hash,
                     Batch.endpoint == endpoint,
                     source_job.api_version == api_version,
+                    *usable,
                 )
                 .correlate(_PENDING)
                 .scalar_subquery()

@@ -7,10 +7,12 @@ JSON that is sent, from the spec to the create body.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
+from orchestrator.domain.output import Output
 from orchestrator.domain.states import (
     TERMINAL_ITEM_STATUSES,
     BatchStatus,
@@ -33,6 +35,10 @@ class ItemLike(Protocol):
     def params_json(self) -> bytes: ...
     @property
     def params_hash(self) -> str: ...
+    @property
+    def input_json(self) -> bytes | None: ...
+    @property
+    def columns(self) -> Sequence[str]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +54,7 @@ class NewJob:
     budget_usd: float | None
     schedule: str | None
     api_version: str
+    output: Output | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +76,9 @@ class JobRecord:
     cache_saved_usd: float
     created_at: datetime
     finished_at: datetime | None
+    output: Output | None = None
+    input_columns: tuple[str, ...] = ()
+    view_name: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,6 +188,8 @@ class ResultRow:
     stop_sequence: str | None = None
     text: str | None = None
     content: str | None = None  # the message's content blocks as JSON
+    output: str | None = None  # the answer valid against the job's schema, as JSON
+    output_error: str | None = None  # or why the answer is not valid
     input_tokens: int | None = None
     output_tokens: int | None = None
     cache_creation_input_tokens: int | None = None
@@ -215,6 +227,8 @@ class RequestRef:
     error_message: str | None
     #: Why a line with this custom_id was quarantined (the API did return a result).
     quarantined: str | None = None
+    #: Why a succeeded answer does not match the job's output schema.
+    output_error: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -129,6 +129,7 @@ class ResultOps(StoreBase):
                     Result.result_type,
                     Result.error_type,
                     Result.error_message,
+                    Result.output_error,
                     select(func.min(Quarantine.error))
                     .where(
                         Quarantine.batch_id == BatchRequest.batch_id,
@@ -228,6 +229,7 @@ def _request_ref(row: Any) -> RequestRef:
         error_type=row.error_type,
         error_message=row.error_message,
         quarantined=row.quarantined,
+        output_error=row.output_error,
     )
 
 

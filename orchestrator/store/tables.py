@@ -191,6 +191,14 @@ class Job(LeaseMixin, Base):
     budget_usd: Mapped[float | None] = mapped_column(Float)
     schedule: Mapped[str | None] = mapped_column(String(100))
     api_version: Mapped[str] = mapped_column(String(20))
+    #: ``[output]``: how answers are asked for (json_schema/tool), their schema, the tool.
+    output_mode: Mapped[str | None] = mapped_column(String(16))
+    output_schema: Mapped[dict[str, Any] | None]
+    output_tool: Mapped[str | None] = mapped_column(String(64))
+    #: The input rows' columns, in order of first appearance (the per-job view's).
+    input_columns: Mapped[list[str] | None] = mapped_column(JSON)
+    #: The job's own view: input columns and typed answers per item.
+    view_name: Mapped[str | None] = mapped_column(String(80), unique=True)
     items_total: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     cache_hits: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     cache_saved_usd: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
@@ -221,6 +229,8 @@ class Item(Base):
     key: Mapped[str] = mapped_column(Text)
     params: Mapped[bytes] = mapped_column(JSONText())  # canonical JSON: exactly what is sent
     params_hash: Mapped[str] = mapped_column(String(64), index=True)
+    #: The input row as a JSON object (template jobs; None for native requests).
+    input: Mapped[str | None] = mapped_column(Text)
     status: Mapped[ItemStatus] = mapped_column(_enum(ItemStatus, "item_status"))
     attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     custom_id: Mapped[str | None] = mapped_column(String(64))
@@ -351,6 +361,10 @@ class Result(Base):
     stop_sequence: Mapped[str | None] = mapped_column(Text)
     text: Mapped[str | None] = mapped_column(Text)
     content: Mapped[str | None] = mapped_column(Text)  # the message's content blocks as JSON
+    #: A job with ``[output]``: the answer, valid against the schema, as JSON ...
+    output: Mapped[str | None] = mapped_column(Text)
+    #: ... or why the answer is invalid (the result stays, paid; the item is retried).
+    output_error: Mapped[str | None] = mapped_column(Text)
     input_tokens: Mapped[int | None] = mapped_column(Integer)
     output_tokens: Mapped[int | None] = mapped_column(Integer)
     cache_creation_input_tokens: Mapped[int | None] = mapped_column(Integer)

@@ -6,6 +6,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+from orchestrator.simulator import SimulatorConfig, command
 from orchestrator.simulator.command import is_loopback, parse_shares, simulate
 
 
@@ -48,3 +49,17 @@ def test_parse_shares() -> None:
     }
     with pytest.raises(typer.BadParameter):
         parse_shares(["api_error"])
+
+
+def test_invalid_output_share_reaches_the_config(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[SimulatorConfig] = []
+    monkeypatch.setattr(command, "serve", lambda config, *_, **__: seen.append(config))
+    app = typer.Typer()
+    app.command()(simulate)
+    result = CliRunner().invoke(app, ["--invalid-output-share", "0.25"])
+    assert result.exit_code == 0, result.output
+    assert seen[0].invalid_output_share == 0.25
+    env = {"ORCHESTRATOR_SIM_INVALID_OUTPUT_SHARE": "0.5"}
+    assert CliRunner().invoke(app, [], env=env).exit_code == 0
+    assert seen[1].invalid_output_share == 0.5
+    assert CliRunner().invoke(app, ["--invalid-output-share", "1.5"]).exit_code != 0

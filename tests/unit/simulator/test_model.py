@@ -7,8 +7,9 @@ from typing import Any
 
 import pytest
 
-from orchestrator.simulator.model import Prompt, count_input_tokens, generate, message, sketch
+from orchestrator.simulator.model import Prompt, generate, message, sketch
 from orchestrator.simulator.schema import fake_value
+from orchestrator.simulator.tokens import count_input_tokens
 
 from .conftest import params
 

@@ -64,6 +64,8 @@ class Draft:
     line: int
     params_json: bytes
     params_hash: str
+    input_json: bytes | None = None
+    columns: tuple[str, ...] = ()
 
 
 def params_json(prompt: str) -> bytes:
