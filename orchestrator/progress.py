@@ -129,6 +129,11 @@ def print_summary(
     table.add_row(
         "results stored", ", ".join(f"{k} {v}" for k, v in sorted(report.results.items()))
     )
+    if job.output is not None:
+        table.add_row(
+            "answers off-schema",
+            f"{report.invalid_answers:,} (paid; retried, or failed as invalid_output)",
+        )
     table.add_row("tokens in / out", f"{report.input_tokens:,} / {report.output_tokens:,}")
     table.add_row("cost (batch prices)", f"${report.cost_usd:.4f}")
     if report.duplicate_requests:

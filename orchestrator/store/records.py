@@ -270,9 +270,11 @@ class JobReport:
     input_tokens: int = 0
     output_tokens: int = 0
     quarantined: int = 0
-    #: Requests in batches the API accepted (every attempt counts once).
+    #: Succeeded answers that did not match the job's output schema (paid, retried).
+    invalid_answers: int = 0
     #: Requests answered twice: billed again in a duplicate batch of a lost create.
     duplicate_requests: int = 0
+    #: Requests in batches the API accepted (every attempt counts once).
     sent_requests: int = 0
     #: Requests still to be accepted: items pending, or in a batch not yet created.
     unsent_requests: int = 0

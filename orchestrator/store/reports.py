@@ -53,6 +53,12 @@ class ReportOps(StoreBase):
             retried = s.execute(
                 select(func.count()).where(Item.job_id == job_id, Item.attempts > 1)
             ).scalar_one()
+            invalid = s.execute(
+                select(func.count())
+                .select_from(Result)
+                .join(Batch, Batch.id == Result.batch_id)
+                .where(Batch.job_id == job_id, Result.output_error.is_not(None))
+            ).scalar_one()
             quarantined = s.execute(
                 select(func.count())
                 .select_from(Quarantine)
@@ -90,6 +96,7 @@ class ReportOps(StoreBase):
                 input_tokens=int(tin or 0),
                 output_tokens=int(tout or 0),
                 quarantined=int(quarantined),
+                invalid_answers=int(invalid),
                 duplicate_requests=int(duplicates),
                 sent_requests=int(sent),
                 unsent_requests=item_counts.get(ItemStatus.PENDING, 0) + int(unsent_queued),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import shutil
 import sqlite3
 from pathlib import Path
@@ -110,6 +111,7 @@ def test_answers_land_as_typed_columns_beside_the_input_row(tmp_path: Path, mode
         run = cli(env, "run", str(spec), timeout=240)
         assert run.returncode == 3, run.stderr[-3000:]  # done, some items failed
         served = _served_answers(sim, mode)
+        status = cli(env, "status", "review-labels")
         exports = {}
         for fmt in ("jsonl", "csv", "parquet"):
             target = tmp_path / f"labels.{fmt}"
@@ -158,6 +160,9 @@ def test_answers_land_as_typed_columns_beside_the_input_row(tmp_path: Path, mode
         1 for r in view.values() if r["status"] == "failed" and r["error_type"] == "invalid_output"
     )
 
+    # Every off-schema answer the simulator served was paid for, and the summary says so.
+    off_schema = sum(1 for answer in served.values() if answer is None)
+    assert re.search(rf"answers off-schema\s*│ {off_schema:,} \(paid", status.stdout), status.stdout
     _check_exports(exports, view)
 
 
