@@ -267,15 +267,19 @@ def _parquet_cell(value: Any, column: Column, key: Any) -> Any:
     return value
 
 
-def _parquet_writer() -> _Writer:
-    """The Parquet writer; ConfigError naming the ``parquet`` extra when pyarrow is missing."""
+def _pyarrow(what: str) -> Any:
+    """pyarrow, or a ConfigError naming the extra that installs it."""
     try:
         import pyarrow as pa
-        import pyarrow.parquet as pq
     except ImportError:
         raise ConfigError(
-            "Parquet export needs pyarrow: pip install 'batch-orchestrator[parquet]'"
+            f"{what} needs pyarrow: pip install 'batch-orchestrator[parquet]'"
         ) from None
+    return pa
+
+
+def _arrow_layout(pa: Any, layout: tuple[Column, ...]) -> tuple[Any, list[Any]]:
+    """The Arrow schema of a layout, and each column's type."""
     arrow_types = {
         ColumnType.STRING: pa.string(),
         ColumnType.DOUBLE: pa.float64(),
@@ -283,22 +287,54 @@ def _parquet_writer() -> _Writer:
         ColumnType.BOOL: pa.bool_(),
         ColumnType.JSON: pa.string(),
     }
+    types = [pa.string() if c.source is Source.INPUT else arrow_types[c.type] for c in layout]
+    return pa.schema([pa.field(c.name, t) for c, t in zip(layout, types, strict=True)]), types
+
+
+def _arrow_groups(
+    pa: Any, rows: Iterable[_Row], layout: tuple[Column, ...]
+) -> Iterator[tuple[Any, int]]:
+    """Arrow tables of up to PARQUET_ROWS_PER_GROUP rows, with their row counts."""
+    schema, types = _arrow_layout(pa, layout)
+    for group in chunked(rows, PARQUET_ROWS_PER_GROUP):
+        arrays = [
+            pa.array([_parquet_cell(r.values[i], c, r.key) for r in group], type=t)
+            for i, (c, t) in enumerate(zip(layout, types, strict=True))
+        ]
+        yield pa.Table.from_arrays(arrays, schema=schema), len(group)
+
+
+def arrow_table(rows: Iterable[dict[str, Any]], layout: Sequence[Column]) -> Any:
+    """The rows as one ``pyarrow.Table``, typed as the Parquet export is."""
+    pa = _pyarrow("An Arrow table")
+    layout = tuple(layout)
+    project = _Projector(layout)
+    tables = [t for t, _ in _arrow_groups(pa, (project(r) for r in rows), layout)]
+    return pa.concat_tables(tables) if tables else _arrow_layout(pa, layout)[0].empty_table()
+
+
+def _parquet_writer() -> _Writer:
+    """The Parquet writer; ConfigError naming the ``parquet`` extra when pyarrow is missing."""
+    pa = _pyarrow("Parquet export")
+    import pyarrow.parquet as pq
 
     def write(rows: Iterable[_Row], path: Path, layout: tuple[Column, ...]) -> int:
-        types = [pa.string() if c.source is Source.INPUT else arrow_types[c.type] for c in layout]
-        schema = pa.schema([pa.field(c.name, t) for c, t in zip(layout, types, strict=True)])
+        schema, _ = _arrow_layout(pa, layout)
         count = 0
         with pq.ParquetWriter(str(path), schema) as out:
-            for group in chunked(rows, PARQUET_ROWS_PER_GROUP):
-                arrays = [
-                    pa.array([_parquet_cell(r.values[i], c, r.key) for r in group], type=t)
-                    for i, (c, t) in enumerate(zip(layout, types, strict=True))
-                ]
-                out.write_table(pa.Table.from_arrays(arrays, schema=schema))
-                count += len(group)
+            for table, size in _arrow_groups(pa, rows, layout):
+                out.write_table(table)
+                count += size
         return count
 
     return write
 
 
-__all__ = ["PARQUET_ROWS_PER_GROUP", "ExportError", "Format", "default_path", "write"]
+__all__ = [
+    "PARQUET_ROWS_PER_GROUP",
+    "ExportError",
+    "Format",
+    "arrow_table",
+    "default_path",
+    "write",
+]

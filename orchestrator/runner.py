@@ -145,17 +145,38 @@ def drive(
     that stays unreachable for ``unreachable_timeout_s`` ends the run with
     ``APIUnreachableError`` (run the command again to resume).
     """
+    report: JobReport | None = None
+    for report in cycles(ctx, job_id, should_stop=should_stop, on_waiting=on_waiting):
+        on_progress(report)
+    assert report is not None  # cycles yields at least once
+    return report
+
+
+def cycles(
+    ctx: StepContext,
+    job_id: int,
+    *,
+    should_stop: Callable[[], bool] = lambda: False,
+    on_waiting: Callable[[str | None], None] = lambda _reason: None,
+) -> Iterator[JobReport]:
+    """The job's report after each cycle of the steps on it, until it is done, canceled
+    and settled, or ``should_stop``; the last one yielded is the final report.
+
+    The one loop behind ``orchestrator run``, ``drive`` and the Python API's
+    ``Job.until_done`` / ``Job.events``. Between cycles it sleeps: briefly after
+    work, the poll interval otherwise.
+    """
     ctx = replace(ctx, job_id=job_id)
     unreachable = UnreachableClock(ctx.settings.unreachable_timeout_s)
     reason: str | None = None
     while True:
         reports = run_cycle(ctx, should_stop)
         report = ctx.store.job_report(job_id)
-        on_progress(report)
+        yield report
         if report.job.status in SETTLED_JOB_STATUSES and _settled(report):
-            return report
+            return
         if should_stop():
-            return report
+            return
         unreachable.observe(reports)
         if unreachable.expired():
             raise APIUnreachableError(
@@ -169,6 +190,11 @@ def drive(
             reason = now_reason
             on_waiting(reason)
         time.sleep(BUSY_PAUSE_S if busy(reports) else ctx.settings.poll_interval_s)
+
+
+def settled(report: JobReport) -> bool:
+    """The job is over and nothing of it is in flight any more."""
+    return report.job.status in SETTLED_JOB_STATUSES and _settled(report)
 
 
 def _settled(report: JobReport) -> bool:

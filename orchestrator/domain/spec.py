@@ -221,7 +221,14 @@ def load_spec(path: Path) -> LoadedSpec:
         spec_bytes = path.read_bytes()
     except OSError as exc:
         raise SpecError(f"cannot read the job spec: {exc.strerror}", location=label) from None
-    data = _parse_toml(spec_bytes, label)
+    return load_spec_data(_parse_toml(spec_bytes, label), path, spec_bytes)
+
+
+def load_spec_data(data: dict[str, Any], path: Path, spec_bytes: bytes) -> LoadedSpec:
+    """Validate and hash a spec given as data (a TOML file's, or the Python API's);
+    relative paths are relative to ``path``'s directory, ``spec_bytes`` is what the
+    content hash covers besides the data file and the schema."""
+    label = display_path(path)
     try:
         spec = JobSpec.model_validate(data, context={"base_dir": path.parent})
     except ValidationError as exc:

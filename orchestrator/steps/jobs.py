@@ -56,7 +56,19 @@ def submit_spec(
 
     ``name`` overrides the spec's name (the daemon names each cron run apart).
     """
-    loaded = load_spec(path)
+    return submit_loaded(store, load_spec(path), now, prices, api_version=api_version, name=name)
+
+
+def submit_loaded(
+    store: Store,
+    loaded: LoadedSpec,
+    now: datetime,
+    prices: PriceTable,
+    *,
+    api_version: str = DEFAULT_API_VERSION,
+    name: str | None = None,
+) -> tuple[JobRecord, bool]:
+    """Record the job of a loaded spec (or find it again). Returns (job, created)."""
     spec = loaded.spec
     job_name = name or spec.name
     existing = store.find_job_by_name(job_name)

@@ -243,6 +243,18 @@ class Resolution:
 
 
 @dataclass(frozen=True, slots=True)
+class FinishedItem:
+    """An item in a final state, as the Python API's events report it."""
+
+    item_id: int
+    ordinal: int
+    key: str
+    status: ItemStatus
+    attempts: int
+    error_type: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class FailureGroup:
     """Failed items of a job that share an error type, with one example message."""
 

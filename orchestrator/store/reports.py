@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select, text
@@ -10,13 +11,14 @@ from sqlalchemy.orm import Session
 
 from orchestrator.domain.states import (
     REMOTE_BATCH_STATUSES,
+    TERMINAL_ITEM_STATUSES,
     BatchStatus,
     DuplicateStatus,
     ItemStatus,
     ResultType,
 )
 from orchestrator.store._sql import StoreBase, job_record
-from orchestrator.store.records import FailureGroup, JobReport
+from orchestrator.store.records import FailureGroup, FinishedItem, JobReport
 from orchestrator.store.tables import Batch, DuplicateBatch, Item, Job, Quarantine, Result
 
 #: Rows of ``final_results`` read per transaction while exporting.
@@ -102,6 +104,40 @@ class ReportOps(StoreBase):
                 unsent_requests=item_counts.get(ItemStatus.PENDING, 0) + int(unsent_queued),
                 failures=_failure_groups(s, job_id),
             )
+
+    def finished_items(self, job_id: int, since: datetime | None) -> Iterator[FinishedItem]:
+        """Items of the job in a final state, changed at or after ``since`` (None: all),
+        streamed in keyset pages."""
+        after = 0
+        while True:
+            with self._tx() as s:
+                query = (
+                    select(
+                        Item.id,
+                        Item.ordinal,
+                        Item.key,
+                        Item.status,
+                        Item.attempts,
+                        Item.error_type,
+                    )
+                    .where(
+                        Item.job_id == job_id,
+                        Item.status.in_(TERMINAL_ITEM_STATUSES),
+                        Item.id > after,
+                    )
+                    .order_by(Item.id)
+                    .limit(EXPORT_PAGE_ROWS)
+                )
+                if since is not None:
+                    query = query.where(Item.updated_at >= since)
+                rows = s.execute(query).all()
+            if not rows:
+                return
+            for r in rows:
+                yield FinishedItem(
+                    int(r.id), int(r.ordinal), r.key, ItemStatus(r.status), r.attempts, r.error_type
+                )
+            after = int(rows[-1].id)
 
     def final_results(self, job_id: int) -> Iterator[dict[str, Any]]:
         """Rows of the ``final_results`` view for a job, streamed in ordinal order."""
