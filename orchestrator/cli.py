@@ -8,11 +8,13 @@ what to fix; anything else is a bug and shows its traceback. Exit codes
 from __future__ import annotations
 
 import sys
+import warnings
+from collections.abc import Mapping
 from enum import IntEnum
 from importlib.metadata import PackageNotFoundError, version
 from itertools import islice
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -21,16 +23,20 @@ from rich.table import Table
 from orchestrator import export as exporter
 from orchestrator.domain.output import columns
 from orchestrator.domain.pricing import PriceTable
-from orchestrator.domain.spec import load_spec
+from orchestrator.domain.spec import LoadedSpec, load_spec
 from orchestrator.domain.states import ItemStatus, JobStatus
 from orchestrator.errors import (
+    BudgetExceededError,
     ConfigError,
     OrchestratorError,
     SpecError,
+    StoreNotAtHeadError,
     UsageError,
 )
+from orchestrator.estimate import DEFAULT_SAMPLE, CostEstimate
+from orchestrator.estimate import estimate as estimate_job
 from orchestrator.logs import configure_logging
-from orchestrator.progress import JobProgress, print_summary
+from orchestrator.progress import JobProgress, print_estimate, print_summary
 from orchestrator.runner import StopSignals, drive, make_client, open_store, step_context
 from orchestrator.settings import Settings, load_settings
 from orchestrator.steps.context import utcnow
@@ -106,15 +112,71 @@ def _new_store(settings: Settings) -> None:
         err_console.print(f"created the job store {where} (schema {revision})", highlight=False)
 
 
+SampleOpt = Annotated[
+    int,
+    typer.Option(
+        "--sample",
+        min=1,
+        help="Requests counted with the count-tokens endpoint (every one when fewer).",
+    ),
+]
+
+
 @app.command()
-def run(spec: SpecArg) -> None:
+def estimate(spec: SpecArg, sample: SampleOpt = DEFAULT_SAMPLE) -> None:
+    """Validate and plan the whole job and show its size and cost range; nothing is
+    sent or recorded. Without ANTHROPIC_API_KEY the tokens are approximated offline."""
+    settings = _settings()
+    loaded = load_spec(spec)
+    found = _estimate(settings, loaded, sample)
+    print_estimate(console, loaded.spec.name, found, loaded.spec.budget_usd)
+
+
+def _estimate(settings: Settings, loaded: LoadedSpec, sample: int) -> CostEstimate:
+    version = loaded.spec.api_version or settings.api_version
+    prices = PriceTable.load()
+    if settings.api_key is None or not settings.api_key.get_secret_value().strip():
+        return estimate_job(
+            loaded, prices=prices, api_version=version, count_tokens=None, sample=sample
+        )
+    betas = tuple(loaded.spec.betas)
+    with make_client(settings) as api:
+
+        def count(params: Mapping[str, Any]) -> int:
+            return api.count_tokens(params, betas=betas, api_version=version)
+
+        return estimate_job(
+            loaded, prices=prices, api_version=version, count_tokens=count, sample=sample
+        )
+
+
+@app.command()
+def run(
+    spec: SpecArg,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Show the estimate and stop: nothing is sent.")
+    ] = False,
+    sample: SampleOpt = DEFAULT_SAMPLE,
+) -> None:
     """Submit the job and drive it to completion in the foreground (this job only).
 
-    Exit 0 when every item succeeded, 3 when the job ended with failed or canceled
-    items. Running it again after a crash or Ctrl-C resumes the same job.
+    A new job's estimate is shown (and checked against budget_usd) before anything is
+    sent. Exit 0 when every item succeeded, 3 when the job ended with failed or
+    canceled items. Running it again after a crash or Ctrl-C resumes the same job.
     """
     settings = _settings(on=console)
-    load_spec(spec)  # a spec that can't be read is refused before anything is created
+    loaded = load_spec(spec)  # a spec that can't be read is refused before anything is created
+    if dry_run or not _recorded(settings, loaded.spec.name):
+        found = _estimate(settings, loaded, sample)
+        print_estimate(console, loaded.spec.name, found, loaded.spec.budget_usd)
+        if dry_run:
+            return
+        budget = loaded.spec.budget_usd
+        if budget is not None and found.usd_high > budget:
+            raise BudgetExceededError(
+                f"{loaded.path}: budget_usd is {budget:.2f} but the estimate is up to "
+                f"{found.usd_high:.2f} USD; raise budget_usd or lower max_tokens (nothing sent)"
+            )
     _new_store(settings)
     with step_context(settings) as ctx:
         job, created = submit_spec(
@@ -136,6 +198,17 @@ def run(spec: SpecArg) -> None:
         raise typer.Exit(ExitCode.INTERRUPTED)
     print_summary(console, report, store_engine.mask_url(settings.database_url))
     raise typer.Exit(_run_exit_code(report))
+
+
+def _recorded(settings: Settings, name: str) -> bool:
+    """Is a job of this name in the store already (a run to resume)? Creates nothing."""
+    if not bootstrap.may_exist(settings.database_url):
+        return False
+    try:
+        with open_store(settings) as store:
+            return store.find_job_by_name(name) is not None
+    except StoreNotAtHeadError:
+        return False  # a new SQLite file is created below; anything else is refused there
 
 
 def _say_stopping(_signum: int) -> None:
@@ -342,8 +415,22 @@ def _register_simulate() -> None:
 _register_simulate()
 
 
+def _show_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: object = None,
+    line: str | None = None,
+) -> None:
+    """Warnings (e.g. a deprecated model) as one ``warning: ...`` line, not a source line."""
+    del category, filename, lineno, file, line
+    err_console.print(f"warning: {message}", markup=False, highlight=False)
+
+
 def main() -> None:
     """Entry point: run the app, turning deliberate errors into one-line messages."""
+    warnings.showwarning = _show_warning
     try:
         app()
     except (SpecError, ConfigError, UsageError) as exc:

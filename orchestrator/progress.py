@@ -22,6 +22,7 @@ from rich.progress import (
 from rich.table import Table
 
 from orchestrator.domain.states import SENT_BATCH_STATUSES, ItemStatus
+from orchestrator.estimate import CostEstimate
 from orchestrator.store.records import JobRecord, JobReport
 
 #: Terminal states first: they are what the user came for.
@@ -160,3 +161,29 @@ def sample_query(job: JobRecord) -> str:
         return SAMPLE_QUERY.format(job=job.name)
     names = ", ".join(f'"{name}"' for name in list(job.output.properties)[:4])
     return VIEW_QUERY.format(columns=names, view=job.view_name)
+
+
+def print_estimate(console: Console, name: str, found: CostEstimate, budget: float | None) -> None:
+    """What ``orchestrator estimate`` (and ``run`` before it sends) shows."""
+    table = Table(title=f"estimate for {name} (nothing sent)", show_header=False)
+    table.add_row("items", f"{found.items:,}")
+    table.add_row("batches", f"{found.batches:,}")
+    if found.method == "bytes":
+        how = f"approximated from request bytes ({found.approximated_because})"
+    elif found.exact:
+        how = f"counted with the count-tokens endpoint ({found.counted:,} requests: exact)"
+    else:
+        how = (
+            f"± {found.input_margin:,} (95 %), extrapolated from {found.counted:,} requests "
+            "counted with the count-tokens endpoint"
+        )
+    table.add_row("input tokens", f"{found.input_tokens:,}  {how}")
+    table.add_row("output tokens", f"at most {found.output_ceiling:,} (every answer at max_tokens)")
+    cost = f"${found.usd_low:.4f} to ${found.usd_high:.4f} at batch prices"
+    if found.unpriced_items:
+        cost += f" ({found.unpriced_items:,} items of unpriced models not included)"
+    table.add_row("cost", cost)
+    if budget is not None:
+        verdict = "within" if found.usd_high <= budget else "OVER"
+        table.add_row("budget_usd", f"${budget:.2f}: the high end is {verdict} it")
+    console.print(table)

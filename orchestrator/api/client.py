@@ -182,7 +182,13 @@ class BatchesClient:
 
     # -- batches ---------------------------------------------------------------------
 
-    def create(self, requests: CreateRequests, *, betas: Sequence[str] = ()) -> MessageBatch:
+    def create(
+        self,
+        requests: CreateRequests,
+        *,
+        betas: Sequence[str] = (),
+        api_version: str | None = None,
+    ) -> MessageBatch:
         """Create a batch: ``POST /v1/messages/batches``.
 
         Each element of ``requests`` is the exact serialized JSON of one
@@ -201,13 +207,14 @@ class BatchesClient:
         timeout or reset after the body may have been sent, a 5xx other than 529, or a
         2xx whose body is not a batch raises ``errors.AmbiguousCreateError`` at once:
         reconcile by listing batches before sending anything again.
+
+        ``api_version`` (default: the client's) is the ``anthropic-version`` the requests
+        are validated under; ``betas`` go in the ``anthropic-beta`` header.
         """
         body = CreateBody(requests)
-        headers = {"content-type": "application/json"}
+        headers = {"content-type": "application/json", **_version_headers(betas, api_version)}
         if body.content_length is not None:
             headers["content-length"] = str(body.content_length)
-        if betas:
-            headers["anthropic-beta"] = ",".join(betas)
         build = self._builder(
             "POST", BATCHES_PATH, headers=headers, content=body.chunks, timeout=self._create_timeout
         )
@@ -221,9 +228,11 @@ class BatchesClient:
                 answered=True,
             ) from exc
 
-    def retrieve(self, batch_id: str) -> MessageBatch:
-        """Fetch one batch: ``GET /v1/messages/batches/{batch_id}``."""
-        return self._get_model(MessageBatch, "GET", _batch_path(batch_id))
+    def retrieve(self, batch_id: str, *, betas: Sequence[str] = ()) -> MessageBatch:
+        """Fetch one batch: ``GET /v1/messages/batches/{batch_id}`` (``betas``: those the
+        batch was created with, sent along as the SDKs do)."""
+        headers = _version_headers(betas, None)
+        return self._get_model(MessageBatch, "GET", _batch_path(batch_id), headers=headers)
 
     def list_page(
         self, *, limit: int = 1000, after_id: str | None = None, before_id: str | None = None
@@ -252,20 +261,21 @@ class BatchesClient:
                 return
             cursor = page.last_id
 
-    def cancel(self, batch_id: str) -> MessageBatch:
+    def cancel(self, batch_id: str, *, betas: Sequence[str] = ()) -> MessageBatch:
         """Ask the API to cancel: ``POST .../{batch_id}/cancel``; the batch comes back
         ``canceling`` and ends later with partial results (§6.3)."""
         path = f"{_batch_path(batch_id)}/cancel"
         # The SDK sends content-type on this body-less POST; do the same.
-        return self._get_model(
-            MessageBatch, "POST", path, headers={"content-type": "application/json"}
-        )
+        headers = {"content-type": "application/json", **_version_headers(betas, None)}
+        return self._get_model(MessageBatch, "POST", path, headers=headers)
 
     def delete(self, batch_id: str) -> DeletedMessageBatch:
         """Delete an ended batch: ``DELETE /v1/messages/batches/{batch_id}`` (§6.5)."""
         return self._get_model(DeletedMessageBatch, "DELETE", _batch_path(batch_id))
 
-    def results_lines(self, results_url: str) -> AbstractContextManager[Iterator[bytes]]:
+    def results_lines(
+        self, results_url: str, *, betas: Sequence[str] = ()
+    ) -> AbstractContextManager[Iterator[bytes]]:
         """Stream a batch's results ``.jsonl``: a context manager giving raw lines.
 
         ``results_url`` is the batch's absolute ``results_url`` (§1.1: take it, don't build
@@ -278,15 +288,21 @@ class BatchesClient:
         """
         url = self._same_origin(results_url)
         self._ensure_usable()
-        return self._open_results(url)
+        return self._open_results(url, _version_headers(betas, None))
 
-    def count_tokens(self, params: Mapping[str, Any]) -> int:
+    def count_tokens(
+        self,
+        params: Mapping[str, Any],
+        *,
+        betas: Sequence[str] = (),
+        api_version: str | None = None,
+    ) -> int:
         """Input tokens for one request's ``params`` (``POST /v1/messages/count_tokens``).
 
         Only the fields the endpoint accepts (``COUNT_TOKENS_FIELDS``) are sent.
         """
         body = orjson.dumps({k: v for k, v in params.items() if k in COUNT_TOKENS_FIELDS})
-        headers = {"content-type": "application/json"}
+        headers = {"content-type": "application/json", **_version_headers(betas, api_version)}
         counted = self._get_model(
             MessageTokensCount, "POST", COUNT_TOKENS_PATH, headers=headers, body=body
         )
@@ -449,8 +465,8 @@ class BatchesClient:
         return url
 
     @contextmanager
-    def _open_results(self, url: httpx.URL) -> Iterator[Iterator[bytes]]:
-        headers = {"accept": "application/x-jsonl"}
+    def _open_results(self, url: httpx.URL, extra: Mapping[str, str]) -> Iterator[Iterator[bytes]]:
+        headers = {"accept": "application/x-jsonl", **extra}
         try:
             response = self._send(self._builder("GET", url, headers=headers), stream=True)
         except errors.APIStatusError as exc:
@@ -542,3 +558,13 @@ def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
 def _origin_text(url: httpx.URL) -> str:
     scheme, host, port = _origin(url)
     return f"{scheme}://{host}:{port}"
+
+
+def _version_headers(betas: Sequence[str], api_version: str | None) -> dict[str, str]:
+    """Per-call headers: a job's own ``anthropic-version`` and ``anthropic-beta``."""
+    headers: dict[str, str] = {}
+    if api_version is not None:
+        headers["anthropic-version"] = api_version
+    if betas:
+        headers["anthropic-beta"] = ",".join(betas)
+    return headers

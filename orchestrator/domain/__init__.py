@@ -1,7 +1,8 @@
 """Pure domain logic: job specs, request params, batch planning, outcomes, pricing.
 
-Nothing here touches SQL, HTTP or the scheduler (ruff TID251 enforces part of it);
-the store and the steps build on these types.
+Nothing here touches the job store, HTTP or the scheduler (ruff TID251 enforces part
+of it); the store and the steps build on these types. The one SQL use is reading a
+user's own input database (``sql_input``, for ``input = "sql:..."``).
 """
 
 from __future__ import annotations

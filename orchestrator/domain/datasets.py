@@ -1,14 +1,20 @@
-"""Reading datasets row by row: JSONL objects and CSV records, each with its line.
+"""Reading datasets row by row: JSONL objects, CSV records and Parquet / Arrow rows,
+each with its line (for Parquet and Arrow: its 1-based row number).
 
 A bad row is returned as its :class:`~orchestrator.errors.SpecError` (naming the file
 and line) in place of the row, so a caller can report every bad row in one run; a
-problem that stops the reading (a broken CSV header or quoting) is raised.
+problem that stops the reading (a broken CSV header or quoting, an unreadable Parquet
+file) is raised.
 """
 
 from __future__ import annotations
 
+import base64
 import csv
+import datetime as dt
+import uuid
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -17,6 +23,13 @@ import orjson
 from orchestrator.errors import SpecError
 
 _BOM = b"\xef\xbb\xbf"
+#: A dataset row: column name to value (JSON types only).
+Row = dict[str, Any]
+#: Parquet / Arrow IPC files, read with pyarrow (the ``parquet`` extra).
+ARROW_SUFFIXES = (".parquet", ".arrow", ".feather")
+#: Rows turned into Python values at a time (memory stays flat in the file's size).
+ARROW_CHUNK_ROWS = 1024
+PYARROW_MISSING = "pip install 'batch-orchestrator[parquet]'"
 
 
 def jsonl_rows(path: Path, label: str) -> Iterator[tuple[int, dict[str, Any] | SpecError]]:
@@ -116,3 +129,107 @@ def _csv_header(record: list[str], where: str) -> list[str]:
             raise SpecError(f"the CSV header has {problem}", location=where)
         seen.add(name)
     return record
+
+
+# -- Parquet and Arrow --------------------------------------------------------------------
+
+
+def need_pyarrow(file: str, location: str) -> Any:
+    """The pyarrow module, or a SpecError naming the file and the extra to install."""
+    try:
+        import pyarrow
+    except ImportError:
+        message = f"reading {file} needs pyarrow: {PYARROW_MISSING}"
+        raise SpecError(message, location=location) from None
+    return pyarrow
+
+
+def arrow_rows(path: Path, label: str) -> Iterator[tuple[int, Row]]:
+    """(row number from 1, row) per row of a Parquet or Arrow IPC (Feather v2) file.
+
+    Record batches are read one at a time (Parquet: by row group; Arrow: memory-mapped)
+    and turned into Python values :data:`ARROW_CHUNK_ROWS` rows at a time; values are
+    made plain (:func:`plain_value`). An unreadable file is raised, naming it.
+    """
+    pyarrow = need_pyarrow(path.name, label)
+    number = 0
+    try:
+        checked = False
+        for batch in _record_batches(pyarrow, path):
+            if not checked:
+                _check_arrow_columns(list(batch.schema.names), label)
+                checked = True
+            for start in range(0, batch.num_rows, ARROW_CHUNK_ROWS):
+                for record in batch.slice(start, ARROW_CHUNK_ROWS).to_pylist():
+                    number += 1
+                    yield number, plain_row(record)
+    except (pyarrow.ArrowException, OSError, ValueError) as exc:
+        kind = "Parquet" if path.suffix.lower() == ".parquet" else "Arrow IPC"
+        where = f"{label}:{number + 1}" if number else label
+        message = f"unreadable {kind} file: {_arrow_problem(exc)}"
+        raise SpecError(message, location=where) from None
+
+
+def _record_batches(pyarrow: Any, path: Path) -> Iterator[Any]:
+    if path.suffix.lower() == ".parquet":
+        import pyarrow.parquet as pq
+
+        with pq.ParquetFile(path) as parquet:
+            yield from parquet.iter_batches(batch_size=ARROW_CHUNK_ROWS)
+        return
+    with pyarrow.memory_map(str(path), "r") as source:
+        try:
+            reader = pyarrow.ipc.open_file(source)
+        except pyarrow.ArrowInvalid:  # not the file format: maybe the stream format
+            source.seek(0)
+            yield from pyarrow.ipc.open_stream(source)
+            return
+        for index in range(reader.num_record_batches):
+            yield reader.get_batch(index)
+
+
+def _arrow_problem(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def _check_arrow_columns(names: list[str], label: str) -> None:
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            raise SpecError(f"the file has column {name!r} twice", location=label)
+        seen.add(name)
+
+
+# -- plain values -------------------------------------------------------------------------
+
+
+def plain_row(record: dict[str, Any]) -> Row:
+    """A row read from Parquet, Arrow or a database, with :func:`plain_value` values."""
+    return {str(name): plain_value(value) for name, value in record.items()}
+
+
+def plain_value(value: Any) -> Any:
+    """A database or Arrow value as a JSON value, keeping its type where JSON has one.
+
+    str, int, float, bool and None stay; lists and structs (dicts) are converted inside;
+    timestamps, dates and times become ISO 8601 strings; a Decimal becomes an int when
+    it is whole, else a float; bytes become base64 text; anything else its ``str()``.
+    """
+    if value is None or isinstance(value, str | bool | int | float):
+        return value
+    if isinstance(value, dict):
+        return {str(key): plain_value(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain_value(item) for item in value]
+    if isinstance(value, Decimal):
+        if value.is_finite() and value == value.to_integral_value():
+            return int(value)
+        return float(value)
+    if isinstance(value, dt.datetime | dt.date | dt.time):
+        return value.isoformat()
+    if isinstance(value, bytes | bytearray | memoryview):
+        return base64.b64encode(bytes(value)).decode("ascii")
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    return str(value)

@@ -12,7 +12,9 @@ Validation is strict (no coercion): the dict the user wrote is what is sent, so
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import warnings
+from collections.abc import Collection, Mapping
+from datetime import UTC, date, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError
@@ -24,7 +26,7 @@ from orchestrator.domain.contract import (
     API_VERSIONS,
     DEFAULT_API_VERSION,
 )
-from orchestrator.domain.pricing import PriceTable
+from orchestrator.domain.pricing import ModelInfo, PriceTable
 
 #: Sampling params removed in 2026-10-21 ("Extra inputs are not permitted", §1.3).
 SAMPLING_PARAMS = ("temperature", "top_p", "top_k")
@@ -32,7 +34,10 @@ SAMPLING_PARAMS = ("temperature", "top_p", "top_k")
 BATCH_UNSUPPORTED = {
     "stream": "streaming is not supported in Message Batches; remove stream",
     "speed": "fast mode (speed) is not available in Message Batches; remove speed",
-    "betas": "beta flags go in the anthropic-beta header, not params",
+    "betas": (
+        "beta flags are sent as the anthropic-beta header: put them in the spec's "
+        "`betas = [...]` field, not in params"
+    ),
     "store": "Threads (store) are not supported in Message Batches",
     "previous_thread_event_id": "Threads are not supported in Message Batches",
     "cache_hint": "cache_hint is not supported in Message Batches",
@@ -41,6 +46,15 @@ BATCH_UNSUPPORTED = {
 }
 #: Loc segments starting with this mark are union tags, not fields; paths omit them.
 _TAG = "@"
+
+
+class ModelDeprecatedWarning(UserWarning):
+    """A request uses a deprecated model: it still works, until its retirement day.
+
+    Issued by :func:`check_model` through :mod:`warnings`, so a caller may show it,
+    silence it (``warnings.filterwarnings("ignore", category=ModelDeprecatedWarning)``)
+    or make it an error; by default Python shows it once per model.
+    """
 
 
 class ParamsError(ValueError):
@@ -415,37 +429,79 @@ def validate_params(params: Mapping[str, Any], *, api_version: str = DEFAULT_API
 
 
 def check_model(
-    params: Mapping[str, Any], models: PriceTable, *, allow_unknown: bool = False
+    params: Mapping[str, Any],
+    models: PriceTable,
+    *,
+    allow_unknown: bool = False,
+    betas: Collection[str] | None = None,
+    today: date | None = None,
 ) -> None:
     """Check params already passed by :func:`validate_params` against the model table.
 
-    The API only reports an unknown model or a too-large ``max_tokens`` as errored
-    results after the whole batch ended (§3.2), so they are refused here: a model
-    the table does not list (unless ``allow_unknown``), ``max_tokens`` above the
-    model's ``max_output_tokens``, and ``thinking`` on a model without it.
+    The API only reports an unknown or retired model or a too-large ``max_tokens`` as
+    errored results after the whole batch ended (§3.2), so they are refused here: a
+    model the table does not list (unless ``allow_unknown``), a model retired by
+    ``today`` (default: the current UTC date), ``max_tokens`` above the model's limit,
+    and ``thinking`` on a model without it. A deprecated model passes with a
+    :class:`ModelDeprecatedWarning`.
+
+    ``betas`` are the anthropic-beta flags the batch is sent with (the spec's ``betas``);
+    a flag such as ``output-300k-2026-03-24`` raises the limit of the models it applies
+    to (§1.4). None means the caller does not say, and only the plain limit counts.
     """
     model = str(params["model"])
     info = models.model(model)
+    day = today if today is not None else datetime.now(UTC).date()
     if info is None:
         if allow_unknown:
             return
         raise ParamsError(
             "model",
-            f"unknown model {model!r}; known: {', '.join(models.model_ids)} (and their dated "
-            "-YYYYMMDD ids); set allow_unknown_models = true in the spec for models newer "
+            f"unknown model {model!r}; known: {', '.join(models.available_ids(day))} (and their "
+            "dated -YYYYMMDD ids); set allow_unknown_models = true in the spec for models newer "
             "than this table",
         )
-    max_tokens = params["max_tokens"]
-    if isinstance(max_tokens, int) and max_tokens > info.max_output_tokens:
+    status = info.status(day)
+    if status == "retired":
         raise ParamsError(
-            "max_tokens",
-            f"{max_tokens:,} is more than {model} can produce: at most "
-            f"{info.max_output_tokens:,} output tokens; lower max_tokens",
+            "model",
+            f"{model} was retired on {info.retired} and the API refuses it; "
+            f"use {info.replacement} instead",
         )
+    _check_output_limit(model, params["max_tokens"], info, betas)
     thinking = params.get("thinking")
     kind = thinking.get("type") if isinstance(thinking, Mapping) else None
     if info.supports_thinking is False and kind not in (None, "disabled"):
         raise ParamsError("thinking", f"{model} does not support thinking; remove thinking")
+    if status == "deprecated":
+        warnings.warn(ModelDeprecatedWarning(_deprecation_message(model, info)), stacklevel=2)
+
+
+def _check_output_limit(
+    model: str, max_tokens: object, info: ModelInfo, betas: Collection[str] | None
+) -> None:
+    limit = info.output_limit(betas or ())
+    if not isinstance(max_tokens, int) or max_tokens <= limit:
+        return
+    hint = "lower max_tokens"
+    if betas is not None:
+        raising = [
+            beta for beta, raised in info.max_output_tokens_with_beta if raised >= max_tokens
+        ]
+        if raising:
+            hint += f' or add "{raising[0]}" to the spec\'s betas'
+    raise ParamsError(
+        "max_tokens",
+        f"{max_tokens:,} is more than {model} can produce: at most {limit:,} output tokens; {hint}",
+    )
+
+
+def _deprecation_message(model: str, info: ModelInfo) -> str:
+    if info.retired is not None:
+        when = f"it will be retired on {info.retired}, after which the API refuses it"
+    else:
+        when = "no retirement day is announced yet"
+    return f"{model} is deprecated ({when}); move to {info.replacement}"
 
 
 def _check_batch_support(params: Mapping[str, Any], api_version: str) -> None:

@@ -5,22 +5,27 @@ USD per million tokens, each row dated and sourced, and the batch discount (50 %
 of standard for every token category) is applied here. Only ``succeeded``
 results are billed (§5.4); callers pass only those to :func:`cost_usd`.
 
-The same rows carry what spec validation needs to know of each model (its
-``max_output_tokens``, whether it takes ``thinking``): :meth:`PriceTable.model`.
-A model id the table does not list is an unknown model.
+The same rows carry what spec validation needs to know of each model
+(:meth:`PriceTable.model`): its ``max_output_tokens`` (and what a beta header
+raises it to, §1.4), its context window, whether it takes ``thinking``, and its
+lifecycle: the day it was deprecated, the day it is (or was) retired and the model
+to move to. A model id the table does not list is an unknown model. Retired models
+keep their prices, so results bought before the retirement are still costed.
 """
 
 from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
+from datetime import date
 from importlib import resources
 from pathlib import Path
+from typing import Annotated, Any, Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from orchestrator.errors import ConfigError
 
@@ -32,6 +37,26 @@ COST_DECIMALS = 9  #: costs are rounded to 1e-9 USD
 _DATED_SUFFIX = re.compile(r"^-(?:\d{8}|latest)$")
 #: Distinct ids whose match is remembered (bounded: ids come from user data).
 _MAX_MATCHED_IDS = 1024
+_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+#: How many validation problems a malformed table's message lists.
+_MAX_LISTED_PROBLEMS = 5
+
+#: Where a model is in its life: usable, usable but on its way out, or refused by the API
+#: (Anthropic calls the first "active"; that word is a job state here, see domain/states.py).
+ModelStatus = Literal["available", "deprecated", "retired"]
+
+
+def _iso_date(value: object) -> date:
+    """A ``YYYY-MM-DD`` string as a date (no timestamps, no other formats)."""
+    if isinstance(value, str) and _ISO_DATE.match(value):
+        try:
+            return date.fromisoformat(value)
+        except ValueError:
+            pass
+    raise ValueError(f"must be a date written YYYY-MM-DD, not {value!r}")
+
+
+IsoDate = Annotated[date, BeforeValidator(_iso_date)]
 
 
 class _Rates(BaseModel):
@@ -56,19 +81,51 @@ class _PriceRow(_Rates):
     source: str
     #: The largest max_tokens the model accepts (without the batch-only 300k beta, §1.4).
     max_output_tokens: int = Field(ge=1)
+    #: What an ``anthropic-beta`` value raises max_output_tokens to (§1.4).
+    max_output_tokens_with_beta: dict[str, Annotated[int, Field(ge=1)]] = {}
+    #: Input + output tokens the model can hold; None when not known.
+    context_window: int | None = Field(default=None, ge=1)
     #: Whether the model takes a ``thinking`` param; None when the table does not say.
     supports_thinking: bool | None = None
     #: Where max_output_tokens comes from when not from the file's ``limits_source``.
     limits_source: str | None = None
+    #: The day the deprecation was announced (None: not deprecated, or day not recorded).
+    deprecated: IsoDate | None = None
+    #: The day requests to the model start failing, past or scheduled.
+    retired: IsoDate | None = None
+    #: The listed model to move to; required with ``deprecated`` or ``retired``.
+    replacement: str | None = None
+    #: Where the lifecycle fields come from when not from the file's ``lifecycle_source``.
+    lifecycle_source: str | None = None
+    #: What is uncertain about this row.
+    note: str | None = None
+
+    @model_validator(mode="after")
+    def _check_lifecycle(self) -> _PriceRow:
+        if (self.deprecated or self.retired) and not self.replacement:
+            raise ValueError("field replacement: required when deprecated or retired is set")
+        if self.deprecated and self.retired and self.deprecated > self.retired:
+            raise ValueError(
+                f"field deprecated: {self.deprecated} is after the retirement ({self.retired})"
+            )
+        for beta, limit in self.max_output_tokens_with_beta.items():
+            if limit < self.max_output_tokens:
+                raise ValueError(
+                    f"field max_output_tokens_with_beta.{beta}: {limit} is below "
+                    f"max_output_tokens ({self.max_output_tokens})"
+                )
+        return self
 
 
 class _PriceFile(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
-    as_of: str
+    as_of: IsoDate
+    source: str
     batch_discount: float = Field(ge=0, lt=1)
     limits_as_of: str
     limits_source: str
+    lifecycle_source: str
     prices: list[_PriceRow]
 
 
@@ -117,48 +174,100 @@ class ModelPrice:
 
 @dataclass(frozen=True, slots=True)
 class ModelInfo:
-    """What the table knows of one model: its limits and its price."""
+    """What the table knows of one model: its limits, its lifecycle and its price."""
 
     model: str  #: the listed id that matched
-    max_output_tokens: int  #: the largest max_tokens it accepts
+    max_output_tokens: int  #: the largest max_tokens it accepts without beta headers
     supports_thinking: bool | None  #: None when the table does not say
     limits_source: str  #: where max_output_tokens comes from
     price: ModelPrice
+    context_window: int | None = None  #: None when not known
+    #: (beta, max_output_tokens) pairs: what each anthropic-beta value raises the limit to.
+    max_output_tokens_with_beta: tuple[tuple[str, int], ...] = ()
+    deprecated: date | None = None  #: the day the deprecation was announced, if recorded
+    retired: date | None = None  #: the day requests start failing, past or scheduled
+    replacement: str | None = None  #: the listed model to move to
+    lifecycle_source: str | None = None
+    note: str | None = None
+
+    def status(self, today: date) -> ModelStatus:
+        """``retired`` from its retirement day on; ``deprecated`` once announced (or when a
+        retirement is scheduled though the announcement day is not recorded); else ``available``.
+        """
+        if self.retired is not None and self.retired <= today:
+            return "retired"
+        if self.deprecated is not None:
+            return "deprecated" if self.deprecated <= today else "available"
+        return "deprecated" if self.retired is not None else "available"
+
+    def output_limit(self, betas: Collection[str] = ()) -> int:
+        """The largest max_tokens a request may ask for when these beta flags are sent."""
+        raised = (limit for beta, limit in self.max_output_tokens_with_beta if beta in betas)
+        return max([self.max_output_tokens, *raised])
 
 
 class PriceTable:
     """The dated price and model table; look models up with :meth:`model` or :meth:`price_for`."""
 
-    def __init__(self, models: Mapping[str, ModelInfo], as_of: str) -> None:
+    def __init__(self, models: Mapping[str, ModelInfo], as_of: date, source: str = "") -> None:
         self._models = dict(models)
-        self.as_of = as_of
-        #: Every listed model id, sorted (dated variants of these match too).
+        self.as_of = as_of  #: the day the table as a whole was last checked
+        self.source = source
+        #: Every listed model id, sorted (dated variants of these match too), retired ones included.
         self.model_ids = tuple(sorted(self._models))
         self._matched: dict[str, ModelInfo | None] = {}  #: ids looked up before, bounded
 
     @classmethod
     def load(cls, path: Path | None = None) -> PriceTable:
-        """Load ``path``, or the ``prices.json`` shipped in this package."""
+        """Load ``path``, or the ``prices.json`` shipped in this package.
+
+        A malformed file is a ConfigError naming the model (row) and field at fault.
+        """
+        where = str(path) if path is not None else "prices.json"
         if path is None:
             raw = resources.files("orchestrator.domain").joinpath("prices.json").read_bytes()
         else:
             raw = path.read_bytes()
         try:
-            table = _PriceFile.model_validate(orjson.loads(raw))
-        except (orjson.JSONDecodeError, ValidationError) as exc:
-            raise ConfigError(f"price table {path or 'prices.json'} is malformed: {exc}") from None
-        models = {
-            model: ModelInfo(
-                model=model,
-                max_output_tokens=row.max_output_tokens,
-                supports_thinking=row.supports_thinking,
-                limits_source=row.limits_source or table.limits_source,
-                price=_model_price(model, row, table.batch_discount),
+            data = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise ConfigError(f"price table {where} is malformed: not JSON: {exc}") from None
+        try:
+            table = _PriceFile.model_validate(data)
+        except ValidationError as exc:
+            problems = _describe_errors(exc, data)
+            raise ConfigError(f"price table {where} is malformed: {problems}") from None
+        models: dict[str, ModelInfo] = {}
+        for row in table.prices:
+            for model in row.models:
+                if model in models:
+                    raise ConfigError(
+                        f"price table {where} is malformed: model {model!r} is listed twice"
+                    )
+                models[model] = _model_info(model, row, table)
+        found = cls(models, table.as_of, table.source)
+        found._check_replacements(where)
+        return found
+
+    def _check_replacements(self, where: str) -> None:
+        """Every replacement is a listed model that is not itself retired by the table's date."""
+        for model, info in self._models.items():
+            if info.replacement is None:
+                continue
+            target = self.model(info.replacement)
+            if target is None:
+                problem = f"{info.replacement!r} is not a model of this table"
+            elif target.status(self.as_of) == "retired":
+                problem = f"{info.replacement!r} is itself retired (since {target.retired})"
+            else:
+                continue
+            raise ConfigError(
+                f"price table {where} is malformed: model {model!r}, field replacement: {problem}"
             )
-            for row in table.prices
-            for model in row.models
-        }
-        return cls(models, table.as_of)
+
+    def available_ids(self, today: date) -> tuple[str, ...]:
+        """The listed ids a request may still use on ``today`` (not retired), sorted."""
+        return tuple(m for m in self.model_ids if self._models[m].status(today) != "retired")
 
     def model(self, model: str) -> ModelInfo | None:
         """``model``'s row: exact id, else the longest listed id it is a dated variant of."""
@@ -180,6 +289,57 @@ class PriceTable:
         """The price of ``model`` (matched as :meth:`model` does), or None for an unknown model."""
         info = self.model(model)
         return info.price if info is not None else None
+
+
+def _model_info(model: str, row: _PriceRow, table: _PriceFile) -> ModelInfo:
+    lifecycle = row.deprecated is not None or row.retired is not None
+    return ModelInfo(
+        model=model,
+        max_output_tokens=row.max_output_tokens,
+        supports_thinking=row.supports_thinking,
+        limits_source=row.limits_source or table.limits_source,
+        price=_model_price(model, row, table.batch_discount),
+        context_window=row.context_window,
+        max_output_tokens_with_beta=tuple(sorted(row.max_output_tokens_with_beta.items())),
+        deprecated=row.deprecated,
+        retired=row.retired,
+        replacement=row.replacement,
+        lifecycle_source=(row.lifecycle_source or table.lifecycle_source) if lifecycle else None,
+        note=row.note,
+    )
+
+
+def _describe_errors(exc: ValidationError, data: Any) -> str:
+    """The first few problems, each naming the row's model and the field, e.g.
+    ``model 'claude-x' (prices[3]), field max_output_tokens: Field required``.
+    """
+    problems = []
+    errors = exc.errors(include_url=False)
+    for error in errors[:_MAX_LISTED_PROBLEMS]:
+        loc = error["loc"]
+        message = error["msg"].removeprefix("Value error, ")
+        if len(loc) >= 2 and loc[0] == "prices" and isinstance(loc[1], int):
+            field = ".".join(str(part) for part in loc[2:])
+            where = f"model {_row_name(data, loc[1])} (prices[{loc[1]}])"
+            problems.append(
+                f"{where}, field {field}: {message}" if field else f"{where}: {message}"
+            )
+        else:
+            field = ".".join(str(part) for part in loc)
+            problems.append(f"field {field}: {message}" if field else message)
+    if len(errors) > _MAX_LISTED_PROBLEMS:
+        problems.append(f"and {len(errors) - _MAX_LISTED_PROBLEMS} more")
+    return "; ".join(problems)
+
+
+def _row_name(data: Any, index: int) -> str:
+    """The first model id of row ``index`` as written, for messages."""
+    try:
+        models = data["prices"][index]["models"]
+        first = models[0]
+    except (KeyError, IndexError, TypeError):
+        return "(row without model ids)"
+    return repr(first) if isinstance(first, str) else "(row without model ids)"
 
 
 def _model_price(model: str, row: _PriceRow, batch_discount: float) -> ModelPrice:

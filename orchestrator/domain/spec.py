@@ -2,9 +2,12 @@
 
 A spec has one of two forms:
 
-- **template**: ``input`` (a .jsonl or .csv dataset), ``key`` (the row field that
-  identifies an item) and ``[request]`` (Messages API params whose strings are
-  ``{field}`` templates over the row; ``prompt`` is sugar for one user message);
+- **template**: ``input`` (a .jsonl, .csv, .parquet, .arrow or .feather dataset, or a
+  database query ``sql:SELECT ...``/``table:NAME`` with ``input_url``; see
+  ``domain.sources``), ``key`` (the row field that identifies an item) and
+  ``[request]`` (Messages API params whose strings are ``{field}`` templates over the
+  row; ``prompt`` is sugar for one user message; image and document blocks may name a
+  file with ``path``, see ``domain.media``);
 - **native**: ``requests``, a .jsonl file of ``{"custom_id": ..., "params": {...}}``
   lines exactly as the API takes them (the user's custom_id becomes the item key).
 
@@ -21,7 +24,7 @@ import functools
 import hashlib
 import re
 import tomllib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,18 +36,23 @@ from pydantic import (
     Field,
     ValidationError,
     ValidationInfo,
+    field_serializer,
     field_validator,
     model_validator,
 )
 from pydantic_core import ErrorDetails
 
+from orchestrator.domain.bad_rows import MAX_REPORTED_ROWS as MAX_REPORTED_ROWS
+from orchestrator.domain.bad_rows import BadRows as BadRows
+from orchestrator.domain.bad_rows import BadRowsError as BadRowsError
 from orchestrator.domain.contract import (
     API_VERSIONS,
     DEFAULT_API_VERSION,
     MAX_BATCH_BYTES,
     MAX_REQUESTS_PER_BATCH,
 )
-from orchestrator.domain.datasets import csv_rows, jsonl_rows, utf8_problem
+from orchestrator.domain.datasets import jsonl_rows, utf8_problem
+from orchestrator.domain.media import MediaError, check_path_blocks, embed_files
 from orchestrator.domain.output import (
     DEFAULT_TOOL_NAME,
     OUTPUT_PARAMS,
@@ -56,16 +64,17 @@ from orchestrator.domain.output import (
 )
 from orchestrator.domain.params import ParamsError, check_model, validate_params
 from orchestrator.domain.pricing import PriceTable
-from orchestrator.domain.templates import MissingField, compile_request, render_request
+from orchestrator.domain.sources import Input, check_input, data_chunks, input_rows, parse_input
+from orchestrator.domain.sources import display_path as display_path
+from orchestrator.domain.sql_input import check_url_syntax, mask_raw_url
+from orchestrator.domain.templates import TemplateError, compile_request, render_request
 from orchestrator.errors import SpecError
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9._-]{1,100}$")
+#: A beta flag sent in the ``anthropic-beta`` header, e.g. "output-128k-2025-02-19".
+BETA_PATTERN = re.compile(r"^[A-Za-z0-9._-]{1,100}$")
 #: Characters a cron field may use: digits, names (JAN, MON), * / , - and ? L W #.
 CRON_FIELD_PATTERN = re.compile(r"^[0-9A-Za-z*/,?#-]+$")
-INPUT_SUFFIXES = (".jsonl", ".csv")
-HASH_CHUNK_BYTES = 1 << 20
-#: Bad rows an error lists one by one; the rest are counted ("... and 5 more bad rows").
-MAX_REPORTED_ROWS = 20
 
 
 class _SpecModel(BaseModel):
@@ -100,7 +109,10 @@ class JobSpec(_SpecModel):
     """One job spec (jobs/README.md). Build it with :func:`load_spec`, which resolves paths."""
 
     name: str
-    input: Path | None = None
+    #: A resolved dataset path, or a database input's ``sql:``/``table:`` text.
+    input: Path | str | None = None
+    #: The database of a ``sql:``/``table:`` input; ``${VAR}`` filled when it is read.
+    input_url: str | None = Field(None, repr=False)
     key: str | None = Field(None, min_length=1)
     request: dict[str, Any] | None = None
     requests: Path | None = None
@@ -113,6 +125,8 @@ class JobSpec(_SpecModel):
     #: Let models the table (prices.json) does not list through, unchecked.
     allow_unknown_models: bool = Field(False, strict=True)
     output: OutputSpec | None = None
+    #: Beta flags, sent as the ``anthropic-beta`` header (not in params).
+    betas: list[str] = Field(default_factory=list)
 
     @field_validator("name")
     @classmethod
@@ -121,17 +135,45 @@ class JobSpec(_SpecModel):
             raise ValueError("use 1 to 100 letters, digits, '.', '_' or '-'")
         return name
 
-    @field_validator("input", "requests")
+    @field_validator("betas")
+    @classmethod
+    def _check_betas(cls, betas: list[str]) -> list[str]:
+        for beta in betas:
+            if not BETA_PATTERN.match(beta):
+                raise ValueError(
+                    f"beta flag {beta!r}: use 1 to 100 letters, digits, '.', '_' or '-' "
+                    'per flag, e.g. betas = ["output-128k-2025-02-19"]'
+                )
+        return betas
+
+    @field_validator("input", mode="before")
+    @classmethod
+    def _parse_input(cls, value: Any, info: ValidationInfo) -> Any:
+        """A file relative to the spec file's directory (jobs/README.md), or a query."""
+        if value is None:
+            return None
+        return parse_input(value, Path((info.context or {}).get("base_dir", Path.cwd())))
+
+    @field_validator("requests")
     @classmethod
     def _resolve_path(cls, path: Path | None, info: ValidationInfo) -> Path | None:
         """Relative paths are relative to the spec file's directory (jobs/README.md)."""
         if path is None:
             return None
-        suffixes = INPUT_SUFFIXES if info.field_name == "input" else (".jsonl",)
-        if path.suffix.lower() not in suffixes:
-            raise ValueError(f"must be a {' or '.join(suffixes)} file (got {path.name!r})")
+        if path.suffix.lower() != ".jsonl":
+            raise ValueError(f"must be a .jsonl file (got {path.name!r})")
         base = (info.context or {}).get("base_dir", Path.cwd())
         return (Path(base) / path).resolve()
+
+    @field_validator("input_url")
+    @classmethod
+    def _check_input_url(cls, url: str | None) -> str | None:
+        return None if url is None else check_url_syntax(url)
+
+    @field_serializer("input_url")
+    def _masked_input_url(self, url: str | None) -> str | None:
+        """Dumps (the store keeps the spec) never hold a password written into the URL."""
+        return None if url is None else mask_raw_url(url)
 
     @field_validator("schedule")
     @classmethod
@@ -162,13 +204,26 @@ class JobSpec(_SpecModel):
                 "nothing to send: give input + key + [request] (template form) or "
                 f'requests = "requests.jsonl" (native form); missing: {missing}'
             )
+        database = isinstance(self.input, str)
+        if database and self.input_url is None:
+            raise ValueError(
+                'input_url: a database input needs the database: input_url = "sqlite:///'
+                'reviews.db" (any SQLAlchemy URL; ${VAR} is filled from the environment)'
+            )
+        if self.input_url is not None and not database:
+            raise ValueError(
+                'input_url: only used with input = "sql:SELECT ..." or "table:NAME"; '
+                "remove it, or make input a query"
+            )
         if self.request is not None:
             compile_request(self.request)
+            check_path_blocks(self.request)
         return self
 
     @property
-    def data_path(self) -> Path:
-        """The dataset (template form) or requests file (native form)."""
+    def data_path(self) -> Input:
+        """The dataset (template form) or requests file (native form); for a database
+        input, its ``sql:``/``table:`` text. :func:`display_path` shows either."""
         path = self.input or self.requests
         assert path is not None  # guaranteed by _check_form
         return path
@@ -233,12 +288,14 @@ def load_spec_data(data: dict[str, Any], path: Path, spec_bytes: bytes) -> Loade
         spec = JobSpec.model_validate(data, context={"base_dir": path.parent})
     except ValidationError as exc:
         raise _validation_error(exc, label) from None
-    if not spec.data_path.is_file():
-        field = "input" if spec.input is not None else "requests"
-        raise SpecError(f"{field} file not found: {spec.data_path}", location=label)
+    if spec.requests is not None and not spec.requests.is_file():
+        raise SpecError(f"requests file not found: {spec.requests}", location=label)
+    if spec.input is not None:
+        check_input(spec.input, spec.input_url, label)
     output = load_output(spec, path.parent, label)
     schema = b"" if output is None else orjson.dumps(output.schema, option=orjson.OPT_SORT_KEYS)
-    return LoadedSpec(spec, path, _content_hash(spec_bytes + schema, spec.data_path), output)
+    chunks = data_chunks(spec.data_path, spec.input_url, path.parent, label)
+    return LoadedSpec(spec, path, _content_hash(spec_bytes + schema, chunks), output)
 
 
 def load_output(spec: JobSpec, base_dir: Path, label: str) -> Output | None:
@@ -280,14 +337,6 @@ def load_output(spec: JobSpec, base_dir: Path, label: str) -> Output | None:
     return output
 
 
-def display_path(path: Path) -> str:
-    """The path as the user would type it: relative to the working directory when inside it."""
-    try:
-        return str(path.relative_to(Path.cwd()))
-    except ValueError:
-        return str(path)
-
-
 def _parse_toml(spec_bytes: bytes, label: str) -> dict[str, Any]:
     try:
         return tomllib.loads(spec_bytes.decode("utf-8"))
@@ -322,87 +371,12 @@ def _field_error(error: ErrorDetails) -> str:
     return f"{'.'.join(loc)}: {message}" if loc else message
 
 
-def _content_hash(spec_bytes: bytes, data_path: Path) -> str:
+def _content_hash(spec_bytes: bytes, data: Iterable[bytes]) -> str:
     digest = hashlib.sha256(len(spec_bytes).to_bytes(8, "big"))
     digest.update(spec_bytes)
-    with data_path.open("rb") as data:
-        while chunk := data.read(HASH_CHUNK_BYTES):
-            digest.update(chunk)
+    for chunk in data:
+        digest.update(chunk)
     return digest.hexdigest()
-
-
-class BadRowsError(SpecError):
-    """Several rows of one data file are unusable: each is listed, up to a cap.
-
-    ``location`` is the first bad row's ``file:line``, ``rows`` the listed errors and
-    ``total`` the number of bad rows in all.
-    """
-
-    def __init__(self, summary: str, rows: Sequence[SpecError], total: int) -> None:
-        lines = [summary, *_listed(rows)]
-        more = total - len(rows)
-        if more > 0:
-            lines.append(f"... and {more:,} more bad row{'' if more == 1 else 's'}")
-        super().__init__("\n".join(lines))
-        self.location = rows[0].location if rows else None
-        self.rows = tuple(rows)
-        self.total = total
-
-
-def _listed(rows: Sequence[SpecError]) -> Iterator[str]:
-    """``file:line: message`` per row; a message the row above had is not repeated
-    (a bad ``[request]`` makes every row fail the same way)."""
-    previous = None
-    for row in rows:
-        text = str(row)
-        problem = text.removeprefix(f"{row.location}: ") if row.location else text
-        if row.location and problem == previous:
-            yield f"{row.location}: same problem as the row above"
-        else:
-            yield text
-        previous = problem
-
-
-class BadRows:
-    """The bad rows of one data file, collected while it streams, in flat memory.
-
-    The first ``cap`` errors are kept and the rest only counted; :meth:`raise_if_any`
-    raises them as one error. ``note`` is added to the summary line, e.g.
-    "nothing was recorded".
-    """
-
-    def __init__(
-        self, label: str, *, note: str | None = None, cap: int = MAX_REPORTED_ROWS
-    ) -> None:
-        if cap < 1:
-            raise ValueError("cap must be at least 1")
-        self.label = label
-        self.note = note
-        self.cap = cap
-        self.count = 0
-        self._kept: list[SpecError] = []
-
-    def add(self, error: SpecError) -> None:
-        self.count += 1
-        if len(self._kept) < self.cap:
-            self._kept.append(error)
-
-    def __bool__(self) -> bool:
-        return self.count > 0
-
-    def error(self) -> SpecError:
-        """Everything collected as one error: one bad row as itself, several as a list
-        whose first line says how many and where (one ``file:line: message`` per line after it).
-        """
-        if self.count == 1:
-            return self._kept[0]
-        note = f" ({self.note})" if self.note else ""
-        summary = f"{self.count:,} bad rows in {self.label}{note}:"
-        return BadRowsError(summary, self._kept, self.count)
-
-    def raise_if_any(self) -> None:
-        if self.count:
-            raise self.error()
 
 
 @functools.cache
@@ -419,6 +393,8 @@ class _RowChecks:
     models: PriceTable
     allow_unknown_models: bool
     output: Output | None = None
+    #: The spec's beta flags: some raise a model's output limit.
+    betas: tuple[str, ...] = ()
 
 
 def iter_items(
@@ -447,12 +423,13 @@ def iter_items(
         models=models if models is not None else shipped_models(),
         allow_unknown_models=spec.allow_unknown_models,
         output=loaded.output,
+        betas=tuple(spec.betas),
     )
     collector = bad_rows if bad_rows is not None else BadRows(display_path(spec.data_path))
     rows = (
         _native_items(spec.requests, checks)
         if spec.requests is not None
-        else _template_items(spec, checks)
+        else _template_items(spec, loaded.path, checks)
     )
     try:
         for row in rows:
@@ -467,14 +444,17 @@ def iter_items(
         collector.raise_if_any()
 
 
-def _template_items(spec: JobSpec, checks: _RowChecks) -> Iterator[ItemDraft | SpecError]:
+def _template_items(
+    spec: JobSpec, spec_path: Path, checks: _RowChecks
+) -> Iterator[ItemDraft | SpecError]:
     assert spec.input is not None
     assert spec.key is not None
     assert spec.request is not None
     compiled = compile_request(spec.request)
+    with_files = check_path_blocks(spec.request)
+    base_dir = spec_path.parent  # paths in rows (images, PDFs) are relative to the spec
     label = display_path(spec.input)
-    csv_input = spec.input.suffix.lower() == ".csv"
-    rows = csv_rows(spec.input, label) if csv_input else jsonl_rows(spec.input, label)
+    rows = input_rows(spec.input, spec.input_url, base_dir, display_path(spec_path))
     for ordinal, (line, row) in enumerate(rows):
         if isinstance(row, SpecError):
             yield row
@@ -483,9 +463,13 @@ def _template_items(spec: JobSpec, checks: _RowChecks) -> Iterator[ItemDraft | S
         try:
             key = _row_key(row, spec.key, where)
             params = render_request(compiled, row)
+            if with_files:
+                params = embed_files(params, base_dir)
             draft = _draft(ordinal, key, line, params, checks, where, "request", row)
-        except MissingField as exc:
+        except TemplateError as exc:
             yield SpecError(str(exc), location=where)
+        except MediaError as exc:
+            yield SpecError(f"request.{exc}", location=where)
         except SpecError as exc:
             yield exc
         else:
@@ -547,7 +531,9 @@ def _draft(
         if checks.output is not None:
             params = with_output(params, checks.output)
         validate_params(params, api_version=checks.api_version)
-        check_model(params, checks.models, allow_unknown=checks.allow_unknown_models)
+        check_model(
+            params, checks.models, allow_unknown=checks.allow_unknown_models, betas=checks.betas
+        )
         params_json = orjson.dumps(params, option=orjson.OPT_SORT_KEYS)
     except ParamsError as exc:
         path = f"{prefix}.{exc.path}" if exc.path else prefix

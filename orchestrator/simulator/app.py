@@ -107,11 +107,12 @@ class SimulatorApi:
     async def create(self, request: Request) -> Response:
         config = self.state.config
         body = parse_json(await read_body(request, config.max_body_bytes))
-        pairs = check_create_body(body, request.scope["state"]["version"])
+        version = request.scope["state"]["version"]
+        pairs = check_create_body(body, version)
         answer_500 = self.state.faults.chance(config.create_500_share)
         if answer_500 and not self.state.faults.chance(config.create_500_made_share):
             raise InvalidRequest(MESSAGES[500], status=500, error_type=ERROR_TYPE_BY_STATUS[500])
-        batch = self.state.create_batch(pairs, _betas(request))
+        batch = self.state.create_batch(pairs, _betas(request), version)
         if answer_500:  # made, yet answered 500: the client can't know it exists
             raise InvalidRequest(MESSAGES[500], status=500, error_type=ERROR_TYPE_BY_STATUS[500])
         payload = self.state.batch_json(batch, _base_url(request))

@@ -3,7 +3,7 @@
 Shape (``Ledger.to_json()`` and ``GET /_simulator/ledger``)::
 
     {"batches": [{"id", "created_at", "request_count", "custom_ids": [...],
-                  "response_lost": bool}],
+                  "response_lost": bool, "api_version", "betas": [...]}],
      "submissions": {custom_id: times submitted across all batches},
      "served": [{"batch_id", "custom_id", "type"}],   # every result line fully sent
      "calls": {endpoint: n},                           # every HTTP call, faulted or not
@@ -29,6 +29,9 @@ class LedgerBatch:
     created_at: float
     request_count: int
     custom_ids: tuple[str, ...]
+    #: The create's anthropic-version and anthropic-beta values.
+    api_version: str = ""
+    betas: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,4 +104,6 @@ def _batch_json(batch: LedgerBatch, lost: bool) -> dict[str, Any]:
         "request_count": batch.request_count,
         "custom_ids": list(batch.custom_ids),
         "response_lost": lost,
+        "api_version": batch.api_version,
+        "betas": list(batch.betas),
     }

@@ -84,7 +84,12 @@ class SimulatorState:
 
     # -- create -----------------------------------------------------------------------
 
-    def create_batch(self, pairs: list[tuple[str, dict[str, Any]]], betas: frozenset[str]) -> Batch:
+    def create_batch(
+        self,
+        pairs: list[tuple[str, dict[str, Any]]],
+        betas: frozenset[str],
+        api_version: str = "",
+    ) -> Batch:
         """Store a validated batch (§6.2: processing starts immediately)."""
         with self._lock:
             self._refresh()
@@ -95,7 +100,14 @@ class SimulatorState:
             batch = self._build(new_id, created_at, pairs, betas)
             self._batches[new_id] = batch
             self.ledger.record_batch(
-                LedgerBatch(new_id, created_at, len(pairs), tuple(batch.custom_ids))
+                LedgerBatch(
+                    new_id,
+                    created_at,
+                    len(pairs),
+                    tuple(batch.custom_ids),
+                    api_version,
+                    tuple(sorted(betas)),
+                )
             )
             return batch
 

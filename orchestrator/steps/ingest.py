@@ -161,9 +161,9 @@ def ingest_backoff_s(attempts: int) -> float:
 
 def _download(ctx: StepContext, lease: Lease, batch: BatchRecord) -> None:
     assert batch.results_url is not None
-    output = ctx.store.job_of_batch(batch.id).output
-    answers = None if output is None else Answers(output)
-    with ctx.api.results_lines(batch.results_url) as lines:
+    job = ctx.store.job_of_batch(batch.id)
+    answers = None if job.output is None else Answers(job.output)
+    with ctx.api.results_lines(batch.results_url, betas=job.betas) as lines:
         for index, chunk in enumerate(
             chunked(enumerate(lines, start=1), ctx.settings.ingest_chunk_rows)
         ):

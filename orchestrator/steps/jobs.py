@@ -121,6 +121,7 @@ def _new_job(loaded: LoadedSpec, name: str, api_version: str) -> NewJob:
         budget_usd=spec.budget_usd,
         schedule=spec.schedule,
         output=loaded.output,
+        betas=tuple(spec.betas),
         api_version=spec.api_version or api_version,
     )
 

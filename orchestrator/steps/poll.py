@@ -7,7 +7,7 @@ not show (older than the pages read) is retrieved by id.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 
 from orchestrator.api.models import MessageBatch
@@ -27,18 +27,19 @@ def poll(ctx: StepContext, now: datetime) -> StepReport:
     if not open_batches:
         return report
     found = _list_open(ctx, open_batches)
+    betas = _betas(ctx)
     for batch in open_batches:
         assert batch.remote_id is not None  # schema: open statuses have a remote id
         remote = found.get(batch.remote_id)
         if remote is None:
-            remote = _retrieve(ctx, batch, now)
+            remote = _retrieve(ctx, batch, now, betas(batch.job_id))
             report.add("retrieved")
         if remote is None:
             report.add("gone")
             continue
         state = remote_state(remote)
         if batch.cancel_requested and state.processing_status == ProcessingStatus.IN_PROGRESS:
-            state = _cancel(ctx, batch.remote_id, state)
+            state = _cancel(ctx, batch.remote_id, state, betas(batch.job_id))
             report.add("cancel_sent")
         changed = state.status is not batch.status
         if ctx.store.update_remote_state(batch.id, state, now) and changed:
@@ -65,34 +66,49 @@ def cancel_now(ctx: StepContext, job_id: int, now: datetime) -> int:
     Creates still in flight are canceled once they are reconciled (next poll).
     """
     settled = 0
+    betas = ctx.store.get_job(job_id).betas
     for batch in ctx.store.batches(OPEN_REMOTE_BATCH_STATUSES, job_id):
         if not batch.cancel_requested:
             continue
         assert batch.remote_id is not None
-        state = _retrieve_state(ctx, batch.remote_id)
+        state = _retrieve_state(ctx, batch.remote_id, betas)
         if state is None:
             continue  # gone: the next poll records it
         if state.processing_status == ProcessingStatus.IN_PROGRESS:
-            state = _cancel(ctx, batch.remote_id, state)
+            state = _cancel(ctx, batch.remote_id, state, betas)
         ctx.store.update_remote_state(batch.id, state, now)
         settled += 1
     return settled
 
 
-def _cancel(ctx: StepContext, remote_id: str, listed: RemoteState) -> RemoteState:
+def _betas(ctx: StepContext) -> Callable[[int], tuple[str, ...]]:
+    """Each job's beta flags (sent on the calls that read its batches), looked up once."""
+    known: dict[int, tuple[str, ...]] = {}
+
+    def betas(job_id: int) -> tuple[str, ...]:
+        if job_id not in known:
+            known[job_id] = ctx.store.get_job(job_id).betas
+        return known[job_id]
+
+    return betas
+
+
+def _cancel(
+    ctx: StepContext, remote_id: str, listed: RemoteState, betas: tuple[str, ...]
+) -> RemoteState:
     try:
-        return remote_state(ctx.api.cancel(remote_id))
+        return remote_state(ctx.api.cancel(remote_id, betas=betas))
     except BadRequestError:
         # It ended between the list call and the cancel (§6.3: an ended batch
         # can't be canceled, 400): take its state as it is now.
         log.info("batch %s ended before its cancel arrived", remote_id)
-        fresh = _retrieve_state(ctx, remote_id)
+        fresh = _retrieve_state(ctx, remote_id, betas)
         return listed if fresh is None else fresh
 
 
-def _retrieve_state(ctx: StepContext, remote_id: str) -> RemoteState | None:
+def _retrieve_state(ctx: StepContext, remote_id: str, betas: tuple[str, ...]) -> RemoteState | None:
     try:
-        return remote_state(ctx.api.retrieve(remote_id))
+        return remote_state(ctx.api.retrieve(remote_id, betas=betas))
     except NotFoundError:
         return None  # deleted meanwhile: the next poll handles it as gone
 
@@ -125,10 +141,12 @@ def _list_open(ctx: StepContext, open_batches: list[BatchRecord]) -> dict[str, M
     return found
 
 
-def _retrieve(ctx: StepContext, batch: BatchRecord, now: datetime) -> MessageBatch | None:
+def _retrieve(
+    ctx: StepContext, batch: BatchRecord, now: datetime, betas: tuple[str, ...]
+) -> MessageBatch | None:
     assert batch.remote_id is not None
     try:
-        return ctx.api.retrieve(batch.remote_id)
+        return ctx.api.retrieve(batch.remote_id, betas=betas)
     except NotFoundError:
         # Deleted on the API side while we still waited for it: nothing to download.
         log.warning("batch %s (%s) is gone from the API", batch.id, batch.remote_id)

@@ -89,8 +89,12 @@ def _held_back(ctx: StepContext, lease: Lease, now: datetime) -> str | None:
 def _create(ctx: StepContext, lease: Lease, now: datetime, report: StepReport) -> str:
     if not ctx.store.mark_creating(lease, now, ctx.api.endpoint):
         return "skipped"
+    job = ctx.store.job_of_batch(lease.row_id)
     try:
-        batch = ctx.api.create(lambda: _body_lines(ctx, lease.row_id))
+        # The job's own version: its params were validated under that version's rules.
+        batch = ctx.api.create(
+            lambda: _body_lines(ctx, lease.row_id), betas=job.betas, api_version=job.api_version
+        )
     except AmbiguousCreateError as exc:
         # Answered: whatever the API made exists now, so the listing settles it soon.
         until = answered_deadline(utcnow()) if exc.answered else None

@@ -126,6 +126,7 @@ def job_record(row: Job) -> JobRecord:
         output=output_of(row),
         input_columns=tuple(row.input_columns or ()),
         view_name=row.view_name,
+        betas=tuple(row.betas or ()),
     )
 
 

@@ -4,7 +4,10 @@ ever migrated by ``orchestrator db upgrade``, on purpose."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from sqlalchemy import inspect
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DatabaseError
 
 from orchestrator.errors import ConfigError
@@ -30,3 +33,12 @@ def create_if_new(url: str) -> str | None:
         return head_revision()
     finally:
         engine.dispose()
+
+
+def may_exist(url: str) -> bool:
+    """False when ``url`` is a SQLite file not created yet (nothing is created here);
+    True for any other store, which may hold jobs."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return True
+    return bool(parsed.database) and Path(parsed.database or "").is_file()

@@ -205,4 +205,5 @@ def _new_job_fields(new: NewJob) -> dict[str, Any]:
         "output_mode": None if new.output is None else new.output.mode.value,
         "output_schema": None if new.output is None else new.output.schema,
         "output_tool": None if new.output is None else new.output.tool_name,
+        "betas": list(new.betas) or None,
     }

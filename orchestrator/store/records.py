@@ -55,6 +55,7 @@ class NewJob:
     schedule: str | None
     api_version: str
     output: Output | None = None
+    betas: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +80,7 @@ class JobRecord:
     output: Output | None = None
     input_columns: tuple[str, ...] = ()
     view_name: str | None = None
+    betas: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -195,6 +195,8 @@ class Job(LeaseMixin, Base):
     output_mode: Mapped[str | None] = mapped_column(String(16))
     output_schema: Mapped[dict[str, Any] | None]
     output_tool: Mapped[str | None] = mapped_column(String(64))
+    #: Beta flags: the ``anthropic-beta`` header of the job's creates and reads.
+    betas: Mapped[list[str] | None] = mapped_column(JSON)
     #: The input rows' columns, in order of first appearance (the per-job view's).
     input_columns: Mapped[list[str] | None] = mapped_column(JSON)
     #: The job's own view: input columns and typed answers per item.

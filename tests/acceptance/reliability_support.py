@@ -323,15 +323,17 @@ class NeighbourAtTheFirstCreate:
         self._create = sim.state.create_batch
         self._record = sim.state.ledger.record_response
         self._create_500s = 0
-        sim.state.create_batch = self._on_create  # type: ignore[method-assign]
+        sim.state.create_batch = self._on_create  # type: ignore[method-assign,assignment]
         sim.state.ledger.record_response = self._on_response  # type: ignore[method-assign]
 
-    def _on_create(self, pairs: list[tuple[str, dict[str, Any]]], betas: frozenset[str]) -> Any:
+    def _on_create(
+        self, pairs: list[tuple[str, dict[str, Any]]], betas: frozenset[str], *rest: Any
+    ) -> Any:
         if not self.made:
             theirs = [(f"{NEIGHBOUR_TAG}-{n}-1", params) for n, (_, params) in enumerate(pairs, 1)]
-            self.neighbour.append(self._create(theirs, betas).id)
+            self.neighbour.append(self._create(theirs, betas, *rest).id)
             self.state.configure(create_500_made_share=0.0)
-        batch = self._create(pairs, betas)
+        batch = self._create(pairs, betas, *rest)
         self.made.append(batch.id)
         return batch
 

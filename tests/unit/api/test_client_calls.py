@@ -305,3 +305,43 @@ def test_bad_base_url_is_a_config_error(base_url: str) -> None:
 def test_empty_key_is_a_config_error() -> None:
     with pytest.raises(errors.ConfigError, match="ANTHROPIC_API_KEY"):
         BatchesClient(api_key="")
+
+
+# -- a job's own version and betas -------------------------------------------------------
+
+BETAS = ("output-128k-2025-02-19", "files-api-2025-04-14")
+
+
+def test_a_create_carries_the_jobs_version_and_betas(make_client: ClientFactory) -> None:
+    script = Script(json_response(200, batch_json()))
+    client = make_client(script)
+
+    client.create([b'{"custom_id":"a","params":{}}'], betas=BETAS, api_version="2023-06-01")
+
+    sent = script.requests[0].headers
+    assert sent["anthropic-version"] == "2023-06-01"
+    assert sent["anthropic-beta"] == ",".join(BETAS)
+
+
+def test_without_a_version_the_clients_own_is_sent(make_client: ClientFactory) -> None:
+    script = Script(json_response(200, batch_json()))
+
+    make_client(script).create([b'{"custom_id":"a","params":{}}'])
+
+    assert script.requests[0].headers["anthropic-version"] == "2026-10-21"
+
+
+def test_the_calls_that_read_a_batch_carry_its_betas(make_client: ClientFactory) -> None:
+    script = Script(
+        json_response(200, batch_json()),
+        json_response(200, batch_json(processing_status="canceling")),
+        json_response(200, {"input_tokens": 12}),
+    )
+    client = make_client(script)
+
+    client.retrieve(BATCH_ID, betas=BETAS)
+    client.cancel(BATCH_ID, betas=BETAS)
+    client.count_tokens({"model": "m", "messages": []}, betas=BETAS, api_version="2023-06-01")
+
+    assert [r.headers.get("anthropic-beta") for r in script.requests] == [",".join(BETAS)] * 3
+    assert script.requests[2].headers["anthropic-version"] == "2023-06-01"

@@ -153,3 +153,12 @@ def test_foreign_results_url_is_refused_before_any_request(
         client.results_lines(results_url)
 
     assert script.requests == []
+
+
+def test_the_download_carries_the_batchs_betas(make_client: ClientFactory) -> None:
+    script = Script(lambda _: streamed(TrackingStream([LINES[0] + b"\n"])))
+
+    with make_client(script).results_lines(RESULTS_URL, betas=("files-api-2025-04-14",)) as lines:
+        assert list(lines) == [LINES[0]]
+
+    assert script.requests[0].headers["anthropic-beta"] == "files-api-2025-04-14"

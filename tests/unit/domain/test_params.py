@@ -161,7 +161,8 @@ INVALID = [
         with_(betas=["x"]),
         "2026-10-21",
         "betas",
-        "beta flags go in the anthropic-beta header, not params",
+        "beta flags are sent as the anthropic-beta header: put them in the spec's "
+        "`betas = [...]` field, not in params",
         id="betas",
     ),
     pytest.param(

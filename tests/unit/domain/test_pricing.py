@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -109,7 +110,8 @@ def test_every_model_id_in_the_research_note_is_priced(table: PriceTable) -> Non
 
 
 def test_the_table_is_dated(table: PriceTable) -> None:
-    assert table.as_of == "2026-08-22"
+    assert table.as_of == date(2026, 11, 22)
+    assert "§9" in table.source
     assert price(table, "claude-haiku-4-5").as_of == "2026-08-22"
     assert price(table, "claude-haiku-4-5").batch_discount == 0.5
 
@@ -158,6 +160,10 @@ def test_a_malformed_price_table_is_a_config_error(tmp_path: Path) -> None:
         ("claude-haiku-4-5", "claude-haiku-4-5", 64_000, True),
         ("claude-haiku-4-5-20251001", "claude-haiku-4-5", 64_000, True),
         ("claude-3-5-haiku-latest", "claude-3-5-haiku", 8_192, False),
+        ("claude-3-7-sonnet-20250219", "claude-3-7-sonnet", 64_000, True),
+        ("claude-3-5-sonnet-20241022", "claude-3-5-sonnet", 8_192, False),
+        ("claude-3-opus-20240229", "claude-3-opus", 4_096, False),
+        ("claude-3-haiku-20240307", "claude-3-haiku", 4_096, False),
     ],
 )
 def test_model_limits(
@@ -208,7 +214,14 @@ def test_a_row_without_max_output_tokens_is_a_config_error(tmp_path: Path) -> No
         "as_of": "x",
         "source": "y",
     }
-    table = {"as_of": "x", "batch_discount": 0.5, "limits_as_of": "x", "limits_source": "y"}
+    table = {
+        "as_of": "2026-11-22",
+        "source": "s",
+        "batch_discount": 0.5,
+        "limits_as_of": "x",
+        "limits_source": "y",
+        "lifecycle_source": "z",
+    }
     path = tmp_path / "prices.json"
     path.write_text(json.dumps({**table, "prices": [row]}))
     with pytest.raises(ConfigError, match="max_output_tokens"):

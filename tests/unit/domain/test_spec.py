@@ -57,8 +57,9 @@ def test_relative_paths_resolve_against_the_spec_directory(write_spec: WriteSpec
 def test_unknown_field_is_an_error(write_spec: WriteSpec) -> None:
     path = write_spec('colour = "red"\n' + TEMPLATE_SPEC)
     assert spec_error(path) == (
-        f"{path}: colour: unknown field (allowed here: name, input, key, request, requests, "
-        "batching, retry, budget_usd, schedule, cache, api_version, allow_unknown_models, output)"
+        f"{path}: colour: unknown field (allowed here: name, input, input_url, key, request, "
+        "requests, batching, retry, budget_usd, schedule, cache, api_version, "
+        "allow_unknown_models, output, betas)"
     )
 
 
@@ -170,9 +171,12 @@ def test_missing_input_file_names_the_resolved_path(write_spec: WriteSpec) -> No
     assert spec_error(path) == f"{path}: input file not found: {resolved}"
 
 
-def test_input_must_be_jsonl_or_csv(write_spec: WriteSpec) -> None:
+def test_input_must_be_a_dataset_file_or_a_query(write_spec: WriteSpec) -> None:
     path = write_spec(TEMPLATE_SPEC.replace("rows.jsonl", "rows.txt"))
-    assert spec_error(path) == f"{path}: input: must be a .jsonl or .csv file (got 'rows.txt')"
+    assert spec_error(path) == (
+        f"{path}: input: must be a .jsonl, .csv, .parquet, .arrow or .feather file, "
+        '"sql:SELECT ..." or "table:NAME" (got \'rows.txt\')'
+    )
 
 
 def test_toml_syntax_error_names_file_and_line(write_spec: WriteSpec) -> None:
@@ -205,8 +209,14 @@ def test_prompt_and_messages_together_is_an_error(write_spec: WriteSpec) -> None
         ("{text:>10}", "template field {text} has a conversion or format spec"),
         ("{}", "name a row field inside the braces, like {text}"),
         ("{0}", "name a row field inside the braces, like {text}"),
-        ("a } b", "Single '}' encountered in format string (write {{ or }} for a literal brace)"),
-        ("a { b", "expected '}' before end of string"),
+        ("a } b", "a } with no { before it: write }} for a literal }"),
+        ("a { b", "a { with no } after it: write {{ for a literal {"),
+        ("a {b", "a { with no } after it: write {{ for a literal {"),
+        (
+            'JSON: {\\"label\\": 1}',
+            'template field {"label"...} looks like JSON; write {{ for a literal { and }} '
+            "for a literal }",
+        ),
     ],
 )
 def test_bad_templates_are_rejected_at_load(
@@ -481,3 +491,27 @@ def test_job_spec_is_frozen(write_spec: WriteSpec) -> None:
     with pytest.raises(Exception, match="frozen"):
         spec.name = "other"  # type: ignore[misc]
     assert isinstance(spec, JobSpec)
+
+
+# --- betas -------------------------------------------------------------------------------
+
+
+def test_betas_default_to_none_and_are_kept_in_order(write_spec: WriteSpec) -> None:
+    assert load_spec(write_spec()).spec.betas == []
+    spec = TEMPLATE_SPEC.replace('key = "id"\n', 'key = "id"\nbetas = ["b-1", "a.2_x"]\n')
+    assert load_spec(write_spec(spec)).spec.betas == ["b-1", "a.2_x"]
+
+
+@pytest.mark.parametrize("beta", ["", "has space", "a" * 101, "x,y", "é"])
+def test_a_bad_beta_flag_is_refused(write_spec: WriteSpec, beta: str) -> None:
+    spec = TEMPLATE_SPEC.replace('key = "id"\n', f'key = "id"\nbetas = ["ok", "{beta}"]\n')
+    path = write_spec(spec)
+    assert spec_error(path) == (
+        f"{path}: betas: beta flag {beta!r}: use 1 to 100 letters, digits, '.', '_' or '-' "
+        'per flag, e.g. betas = ["output-128k-2025-02-19"]'
+    )
+
+
+def test_betas_must_be_a_list_of_strings(write_spec: WriteSpec) -> None:
+    path = write_spec(TEMPLATE_SPEC.replace('key = "id"\n', 'key = "id"\nbetas = "x"\n'))
+    assert spec_error(path) == f"{path}: betas: Input should be a valid list"

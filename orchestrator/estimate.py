@@ -1,0 +1,177 @@
+"""What a job will cost, before anything is sent: ``orchestrator estimate`` / ``run --dry-run``.
+
+The whole spec is read and validated (every bad row reported, as ``submit`` does),
+the batches are planned as the planner will plan them, and the input tokens are
+counted with the API's count-tokens endpoint (free; model, messages, system, tools,
+tool_choice and thinking, as the SDKs send them):
+
+* every request when the job has at most ``sample`` items (exact);
+* otherwise a seeded random sample of ``sample`` requests, extrapolated with a ratio
+  estimator over the requests' byte-based approximation (which every request has),
+  and shown with its 95 % margin;
+* with no API key (offline), or when the endpoint can't be reached, the byte
+  approximation alone (1 token per 4 bytes of params JSON), and the result says why.
+
+The cost range is at batch prices: the low end pays the input alone, the high end the
+input (at its upper margin) plus every answer at ``max_tokens`` (and the highest
+data-residency multiplier). A budget (``budget_usd``) is checked against the high end.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from array import array
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from orchestrator.domain.planning import (
+    BatchPlanner,
+    RequestTooLargeForBatch,
+    make_custom_id,
+    request_bytes,
+)
+from orchestrator.domain.pricing import (
+    ModelPrice,
+    PriceTable,
+    approx_input_tokens,
+    estimate_cost_usd,
+)
+from orchestrator.domain.spec import BadRows, LoadedSpec, display_path, iter_items
+from orchestrator.errors import OrchestratorError, SpecError
+
+#: Requests counted with the endpoint when the job is larger than this.
+DEFAULT_SAMPLE = 200
+#: The widest custom_id a request may get (sizes the planner conservatively).
+_WIDEST_ID = make_custom_id("z" * 16, 10**15, 99)
+#: z for a 95 % two-sided interval.
+_Z95 = 1.96
+
+CountTokens = Callable[[Mapping[str, Any]], int]
+
+
+@dataclass(frozen=True, slots=True)
+class CostEstimate:
+    """A job's size and cost range, before anything is sent."""
+
+    items: int
+    batches: int
+    #: Input tokens of the whole job (counted, or extrapolated from ``counted`` requests).
+    input_tokens: int
+    #: The 95 % margin of ``input_tokens`` (0 when every request was counted).
+    input_margin: int
+    counted: int
+    #: "count_tokens" or "bytes" (offline).
+    method: str
+    #: Every answer at its max_tokens.
+    output_ceiling: int
+    usd_low: float
+    usd_high: float
+    #: Items whose model has no price in the table (not in the cost range).
+    unpriced_items: int
+    #: Why the tokens were approximated from bytes (method "bytes").
+    approximated_because: str | None = None
+
+    @property
+    def exact(self) -> bool:
+        return self.method == "count_tokens" and self.counted == self.items
+
+
+def estimate(
+    loaded: LoadedSpec,
+    *,
+    prices: PriceTable,
+    api_version: str,
+    count_tokens: CountTokens | None,
+    sample: int = DEFAULT_SAMPLE,
+    seed: int = 0,
+) -> CostEstimate:
+    """Read, validate and plan the whole spec and estimate its cost (see the module)."""
+    spec = loaded.spec
+    bad_rows = BadRows(display_path(spec.data_path), note="nothing was sent")
+    where = display_path(spec.data_path)
+    planner = BatchPlanner(spec.batching.max_requests, spec.batching.max_bytes)
+    approx, ceilings, models = array("q"), array("q"), array("i")
+    names: dict[str, int] = {}
+    picked: list[tuple[int, dict[str, Any]]] = []  # reservoir: (item index, params)
+    rng = random.Random(seed)
+    batches = 0
+    items = iter_items(loaded, default_api_version=api_version, models=prices, bad_rows=bad_rows)
+    for item in items:
+        n = len(approx)
+        size = len(request_bytes(_WIDEST_ID, item.params_json))
+        try:
+            closed = planner.add(n, size)
+        except RequestTooLargeForBatch as exc:
+            bad_rows.add(SpecError(str(exc), location=f"{where}:{item.line}"))
+            continue
+        batches += closed is not None
+        approx.append(approx_input_tokens(item.params_json))
+        ceilings.append(int(item.params.get("max_tokens", 0)))
+        models.append(names.setdefault(str(item.params.get("model", "")), len(names)))
+        if len(picked) < sample:
+            picked.append((n, item.params))
+        elif (slot := rng.randrange(n + 1)) < sample:
+            picked[slot] = (n, item.params)
+    bad_rows.raise_if_any()
+    batches += 1 if planner.finish() is not None else 0
+    total = len(approx)
+    scale, margin, counted, method = 1.0, 0, 0, "bytes"
+    because: str | None = "offline: no ANTHROPIC_API_KEY"
+    if count_tokens is not None and picked:
+        try:
+            counts = [(approx[n], count_tokens(params)) for n, params in picked]
+        except OrchestratorError as exc:  # unreachable, refused...: an estimate all the same
+            because = f"the count-tokens endpoint failed: {exc}"
+        else:
+            scale, margin = _ratio(counts, total)
+            counted, method, because = len(counts), "count_tokens", None
+    input_tokens = round(sum(approx) * scale)
+    upper = (input_tokens + margin) / input_tokens if input_tokens else 1.0
+    low = high = 0.0
+    unpriced = 0
+    by_index = {index: name for name, index in names.items()}
+    for n in range(total):
+        price = prices.price_for(by_index[models[n]])
+        if price is None:
+            unpriced += 1
+            continue
+        tokens = round(approx[n] * scale)
+        low += _input_only(price, tokens)
+        high += estimate_cost_usd(price, math.ceil(tokens * upper), ceilings[n])
+    return CostEstimate(
+        items=total,
+        batches=batches,
+        input_tokens=input_tokens,
+        input_margin=margin,
+        counted=counted,
+        method=method,
+        output_ceiling=sum(ceilings),
+        usd_low=round(low, 6),
+        usd_high=round(high, 6),
+        unpriced_items=unpriced,
+        approximated_because=because,
+    )
+
+
+def _ratio(counts: list[tuple[int, int]], population: int) -> tuple[float, int]:
+    """Ratio estimator of counted / approximated tokens, and the 95 % margin of the
+    total it extrapolates to (0 when the sample is the whole population)."""
+    sample = len(counts)
+    approx_sum = sum(a for a, _ in counts) or 1
+    ratio = sum(c for _, c in counts) / approx_sum
+    if sample >= population or sample < 2:
+        return ratio, 0
+    residuals = [c - ratio * a for a, c in counts]
+    variance = sum(r * r for r in residuals) / (sample - 1)
+    correction = 1 - sample / population
+    margin = _Z95 * population * math.sqrt(variance * correction / sample)
+    return ratio, math.ceil(margin)
+
+
+def _input_only(price: ModelPrice, tokens: int) -> float:
+    return estimate_cost_usd(price, tokens, 0)
+
+
+__all__ = ["DEFAULT_SAMPLE", "CostEstimate", "estimate"]
