@@ -24,7 +24,8 @@ test: lint typecheck
 
 ## The kill and fault suite (README, Reliability): SIGKILLs, fault storms, shared stores and keys.
 reliability: $(STAMP)
-	ORCHESTRATOR_RELIABILITY_SUITE=1 $(BIN)/python -m pytest tests/acceptance/test_reliability.py
+	ORCHESTRATOR_RELIABILITY_SUITE=1 $(BIN)/python -m pytest \
+		tests/acceptance/test_reliability.py tests/acceptance/test_postgres_daemons.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

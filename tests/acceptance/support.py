@@ -11,9 +11,19 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from orchestrator.simulator import SimulatorServer
 
 SECRET_KEY = "sk-ant-acceptance-SECRET-1234567890"
+
+#: The kill and fault suite (``make reliability``; CI runs it after ``make test``): minutes
+#: of SIGKILLs, fault storms and restarted databases, kept out of ``make test`` for time.
+RELIABILITY_SUITE = pytest.mark.skipif(
+    os.environ.get("ORCHESTRATOR_RELIABILITY_SUITE") != "1",
+    reason="the long kill/fault suite runs with ORCHESTRATOR_RELIABILITY_SUITE=1 "
+    "(make reliability)",
+)
 
 
 def clean_env(**extra: str) -> dict[str, str]:

@@ -28,10 +28,10 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import NullPool
 
 from orchestrator.simulator import SimulatorConfig, SimulatorServer
-from tests.acceptance.support import SECRET_KEY, clean_env, cli, write_spec
+from tests.acceptance.support import RELIABILITY_SUITE, SECRET_KEY, clean_env, cli, write_spec
 from tests.support.postgres import ManagedCluster, PostgresUnavailable, managed_cluster
 
-pytestmark = [pytest.mark.postgres, pytest.mark.slow]
+pytestmark = [pytest.mark.postgres, pytest.mark.slow, RELIABILITY_SUITE]
 
 #: How long the daemons get to finish the jobs, in seconds.
 FINISH_DEADLINE_S = 90.0

@@ -9,7 +9,6 @@ submitted) is checked against the SQLite stores.
 
 from __future__ import annotations
 
-import os
 import random
 import signal
 import sqlite3
@@ -38,14 +37,9 @@ from tests.acceptance.reliability_support import (
     kill_at_a_moment,
     write_job,
 )
-from tests.acceptance.support import cli, query
+from tests.acceptance.support import RELIABILITY_SUITE, cli, query
 
-#: Minutes of kills and faults: opt-in until the shared-key adoption defect (issue 9)
-#: is fixed and the suite fits CI's time budget (``ORCHESTRATOR_RELIABILITY_SUITE=1``).
-pytestmark = pytest.mark.skipif(
-    os.environ.get("ORCHESTRATOR_RELIABILITY_SUITE") != "1",
-    reason="the long kill/fault suite runs with ORCHESTRATOR_RELIABILITY_SUITE=1",
-)
+pytestmark = RELIABILITY_SUITE
 
 
 #: The job the kill tests run: ~10 batches of 1,000, then retries.
