@@ -33,7 +33,6 @@ from orchestrator.domain.planning import (
     request_bytes,
 )
 from orchestrator.domain.pricing import (
-    ModelPrice,
     PriceTable,
     approx_input_tokens,
     estimate_cost_usd,
@@ -138,7 +137,7 @@ def estimate(
             unpriced += 1
             continue
         tokens = round(approx[n] * scale)
-        low += _input_only(price, tokens)
+        low += estimate_cost_usd(price, tokens, 0)
         high += estimate_cost_usd(price, math.ceil(tokens * upper), ceilings[n])
     return CostEstimate(
         items=total,
@@ -168,10 +167,6 @@ def _ratio(counts: list[tuple[int, int]], population: int) -> tuple[float, int]:
     correction = 1 - sample / population
     margin = _Z95 * population * math.sqrt(variance * correction / sample)
     return ratio, math.ceil(margin)
-
-
-def _input_only(price: ModelPrice, tokens: int) -> float:
-    return estimate_cost_usd(price, tokens, 0)
 
 
 __all__ = ["DEFAULT_SAMPLE", "CostEstimate", "estimate"]

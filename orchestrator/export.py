@@ -116,8 +116,8 @@ class _Projector:
 
     def __call__(self, row: dict[str, Any]) -> _Row:
         key = row.get("key")
-        output = _stored_object(row, "output") if self.needs_output else None
-        input_row = _stored_object(row, "input") if self.needs_input else None
+        output = stored_object(row, "output") if self.needs_output else None
+        input_row = stored_object(row, "input") if self.needs_input else None
         blocks = _stored_blocks(row) if self.needs_content else []
         values: list[Any] = []
         for column in self.layout:
@@ -162,7 +162,8 @@ def _stored_json(row: dict[str, Any], name: str) -> Any:
     return value
 
 
-def _stored_object(row: dict[str, Any], name: str) -> dict[str, Any] | None:
+def stored_object(row: dict[str, Any], name: str) -> dict[str, Any] | None:
+    """A JSON-object column of a ``final_results`` row (``input``, ``output``), parsed."""
     value = _stored_json(row, name)
     if value is not None and not isinstance(value, dict):
         raise ExportError(f"item {row.get('key')!r}: the stored {name} is not a JSON object")
@@ -336,5 +337,6 @@ __all__ = [
     "Format",
     "arrow_table",
     "default_path",
+    "stored_object",
     "write",
 ]

@@ -232,15 +232,15 @@ class Job(Generic[T]):
     def results(self) -> Iterator[Result[T]]:
         """Every item's final result, in input order (streamed)."""
         for row in self._orch.store.final_results(self.id):
-            output = _json(row.get("output"))
-            typed = output
+            output = export.stored_object(row, "output")
+            typed: T | dict[str, Any] | None = output
             if self.model is not None and output is not None:
                 typed = self.model.model_validate(output)
             yield Result(
                 key=row["key"],
                 status=row["status"],
                 attempts=int(row["attempts"]),
-                input=_json(row.get("input")),
+                input=export.stored_object(row, "input"),
                 output=typed,
                 text=row.get("text"),
                 result_type=row.get("result_type"),
@@ -282,12 +282,6 @@ def _need(module: str, extra: str) -> Any:
         raise ConfigError(
             f"this needs {module}: pip install 'batch-orchestrator[{extra}]'"
         ) from None
-
-
-def _json(value: Any) -> Any:
-    if value is None or isinstance(value, (dict, list)):
-        return value
-    return orjson.loads(value)
 
 
 def _loaded(data: dict[str, Any], name: str | None, spooled: Path | None) -> LoadedSpec:
