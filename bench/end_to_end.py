@@ -1,0 +1,131 @@
+"""Benchmark: a whole job through ``orchestrator run`` beside the bare SDK loop.
+
+Both run as child processes against one simulator (its own process, 0.5 s processing),
+alternating A B A B ...; the medians are compared. ``orchestrator run`` records the items,
+plans, creates, polls, ingests and resolves into a fresh store each time; the SDK loop
+(``bench/sdk_loop.py``) creates, polls and iterates the results, storing nothing.
+
+    .venv/bin/python bench/end_to_end.py --items 100000 --rounds 2            # SQLite
+    .venv/bin/python bench/end_to_end.py --items 100000 --rounds 2 --postgres # PostgreSQL
+    .venv/bin/python bench/end_to_end.py --items 1000000 --rounds 1 --no-sdk  # 1M items
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from _common import (
+    ChildRun,
+    child_env,
+    median,
+    postgres,
+    run_child,
+    simulator,
+    write_rows,
+    write_spec,
+)
+
+
+@contextmanager
+def _databases(use_postgres: bool, root: Path) -> Iterator[Iterator[str]]:
+    """A fresh database URL per orchestrator run."""
+    if not use_postgres:
+
+        def files() -> Iterator[str]:
+            n = 0
+            while True:
+                n += 1
+                yield f"sqlite:///{root / f'store-{n}.db'}"
+
+        yield files()
+        return
+    import psycopg
+
+    with postgres() as server:
+        plain = server.replace("postgresql+psycopg://", "postgresql://")
+
+        def fresh() -> Iterator[str]:
+            n = 0
+            while True:
+                n += 1
+                with psycopg.connect(plain, autocommit=True) as conn:
+                    conn.execute(f"CREATE DATABASE bench_{n}")
+                yield server.rsplit("/", 1)[0] + f"/bench_{n}"
+
+        yield fresh()
+
+
+def _orchestrator(spec: Path, base_url: str, database_url: str) -> ChildRun:
+    env = child_env(base_url, database_url)
+    run = run_child([sys.executable, "-m", "orchestrator", "run", str(spec)], env, spec.parent)
+    if run.returncode != 0:
+        raise SystemExit(f"orchestrator run exited {run.returncode}:\n{run.stderr[-3000:]}")
+    return run
+
+
+def _sdk(rows: Path, base_url: str) -> ChildRun:
+    script = Path(__file__).resolve().parent / "sdk_loop.py"
+    run = run_child([sys.executable, str(script), str(rows)], child_env(base_url))
+    if run.returncode != 0:
+        raise SystemExit(f"the SDK loop exited {run.returncode}:\n{run.stderr[-3000:]}")
+    counts = json.loads(run.stdout)
+    if sum(counts.values()) != _count(rows):
+        raise SystemExit(f"the SDK loop saw {counts}, not every row")
+    return run
+
+
+def _count(rows: Path) -> int:
+    with rows.open("rb") as fh:
+        return sum(1 for _ in fh)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--items", type=int, default=100_000)
+    parser.add_argument("--rounds", type=int, default=2, help="A B pairs (medians over them)")
+    parser.add_argument("--postgres", action="store_true", help="a throwaway PostgreSQL store")
+    parser.add_argument("--no-sdk", action="store_true", help="the orchestrator only")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        rows = root / "rows.jsonl"
+        write_rows(rows, args.items)
+        spec = write_spec(root, rows)
+        ours: list[ChildRun] = []
+        theirs: list[ChildRun] = []
+        with simulator() as base_url, _databases(args.postgres, root) as urls:
+            for n in range(args.rounds):
+                ours.append(_orchestrator(spec, base_url, next(urls)))
+                print(
+                    f"round {n + 1}: orchestrator run {ours[-1].seconds:6.1f} s, "
+                    f"peak RSS {ours[-1].peak_rss_mb:.0f} MB",
+                    flush=True,
+                )
+                if not args.no_sdk:
+                    theirs.append(_sdk(rows, base_url))
+                    print(
+                        f"round {n + 1}: SDK loop         {theirs[-1].seconds:6.1f} s, "
+                        f"peak RSS {theirs[-1].peak_rss_mb:.0f} MB",
+                        flush=True,
+                    )
+    store = "PostgreSQL" if args.postgres else "SQLite"
+    a = median([r.seconds for r in ours])
+    print(f"\n{args.items:,} items, {store}, {args.rounds} round(s), medians:")
+    print(
+        f"orchestrator run: {a:.1f} s ({args.items / a:,.0f} items/s), "
+        f"peak RSS {max(r.peak_rss_mb for r in ours):.0f} MB"
+    )
+    if theirs:
+        b = median([r.seconds for r in theirs])
+        print(f"SDK loop:         {b:.1f} s, peak RSS {max(r.peak_rss_mb for r in theirs):.0f} MB")
+        print(f"ratio:            {a / b:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
