@@ -121,6 +121,8 @@ class JobSpec(_SpecModel):
     budget_usd: float | None = Field(None, gt=0)
     schedule: str | None = None
     cache: bool = Field(True, strict=True)
+    #: Send identical requests of this job once and share the answer (false: send each).
+    dedupe: bool = Field(True, strict=True)
     api_version: str | None = None
     #: Let models the table (prices.json) does not list through, unchecked.
     allow_unknown_models: bool = Field(False, strict=True)

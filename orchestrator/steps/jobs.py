@@ -118,6 +118,7 @@ def _new_job(loaded: LoadedSpec, name: str, api_version: str) -> NewJob:
         max_requests=spec.batching.max_requests,
         max_bytes=spec.batching.max_bytes,
         use_cache=spec.cache,
+        dedupe=spec.dedupe,
         budget_usd=spec.budget_usd,
         schedule=spec.schedule,
         output=loaded.output,

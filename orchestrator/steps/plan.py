@@ -1,6 +1,7 @@
 """Plan step: put pending items (new ones and retries) into batches under the limits.
 
-The response cache answers never-sent items first. Each batch is one
+The response cache answers never-sent items first, and items that repeat another's
+params (``dedupe``) take its outcome once it has one: only the first is sent. Each batch is one
 transaction (batch row, its requests, its items moved to ``queued``), under a
 lease on the job so two daemons never plan the same items.
 """
@@ -10,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from orchestrator.domain.planning import BatchPlanner, PlannedBatch, make_custom_id, request_bytes
-from orchestrator.steps.context import StepContext, StepReport, log
+from orchestrator.steps.context import StepContext, StepReport, log, utcnow
 from orchestrator.store.records import JobRecord, Lease, PlannedRequest
 
 PAGE_ROWS = 1000
@@ -24,11 +25,18 @@ def plan(ctx: StepContext, now: datetime) -> StepReport:
             continue  # another daemon is planning it
         try:
             job = ctx.store.get_job(job_id)
+            answered = 0
             if job.use_cache:
-                hits, _saved = ctx.store.apply_response_cache(job_id, now, ctx.api.endpoint)
-                if hits:
-                    report.add("cached", hits)
+                answered, _saved = ctx.store.apply_response_cache(job_id, now, ctx.api.endpoint)
+                if answered:
+                    report.add("cached", answered)
+            shared = ctx.store.share_leaders_outcomes(job_id, now)
+            if shared:
+                report.add("shared", shared)
             report.add("batches", _plan_job(ctx, lease, job, now))
+            # Answers taken from the store may have finished the job with nothing sent.
+            if (answered or shared) and ctx.store.finish_job_if_done(job_id, utcnow()):
+                log.info("job %s (%s): every item is finished", job.name, job.id)
         finally:
             ctx.store.release_job(lease)
     return report

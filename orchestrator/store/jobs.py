@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, insert, or_, select, update
+from sqlalchemy import Table, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from orchestrator.chunking import chunked
@@ -24,7 +24,9 @@ from orchestrator.store.records import ItemLike, JobRecord, NewJob
 from orchestrator.store.tables import Batch, Item, Job
 from orchestrator.store.views import create_job_view, free_view_name
 
-ITEM_CHUNK_ROWS = 1000
+_ITEMS: Table = Item.__table__  # type: ignore[assignment]
+
+ITEM_CHUNK_ROWS = 5000
 
 
 class JobOps(StoreBase):
@@ -82,10 +84,15 @@ class JobOps(StoreBase):
             seen: dict[str, None] = {}
             for chunk in chunked(items, ITEM_CHUNK_ROWS):
                 _check_duplicate_keys(s, job.id, chunk, new.spec_path)
-                s.execute(insert(Item), [_item_row(job.id, it, now) for it in chunk])
+                # Core, not the ORM's bulk path: a plain executemany per chunk.
+                s.connection().execute(
+                    _ITEMS.insert(), [_item_row(job.id, it, now) for it in chunk]
+                )
                 for it in chunk:
                     seen.update(dict.fromkeys(it.columns))
                 total += len(chunk)
+            if new.dedupe:
+                _choose_leaders(s, job.id)
             if before_commit is not None:
                 before_commit(total)
             job.items_total = total
@@ -154,6 +161,28 @@ class JobOps(StoreBase):
                 .values(cancel_requested=True, updated_at=now)
             )
             return count(flagged)
+
+
+def _choose_leaders(s: Session, job_id: int) -> None:
+    """Items of this job with identical params follow the first of them (``dedupe``):
+    only it is sent, and they take its outcome. One grouped pass over the job's
+    ``(job_id, params_hash)`` index, however many items repeat."""
+    groups = (
+        select(_ITEMS.c.params_hash, func.min(_ITEMS.c.id).label("leader"))
+        .where(_ITEMS.c.job_id == job_id)
+        .group_by(_ITEMS.c.params_hash)
+        .having(func.count() > 1)
+        .subquery("leaders")
+    )
+    s.connection().execute(
+        _ITEMS.update()
+        .where(
+            _ITEMS.c.job_id == job_id,
+            _ITEMS.c.params_hash == groups.c.params_hash,
+            _ITEMS.c.id != groups.c.leader,
+        )
+        .values(leader_id=groups.c.leader)
+    )
 
 
 def _check_duplicate_keys(s: Session, job_id: int, chunk: list[ItemLike], where: str) -> None:

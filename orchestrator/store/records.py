@@ -56,6 +56,8 @@ class NewJob:
     api_version: str
     output: Output | None = None
     betas: tuple[str, ...] = ()
+    #: Identical requests are sent once, the others share the answer (``dedupe``).
+    dedupe: bool = True
 
 
 @dataclass(frozen=True, slots=True)

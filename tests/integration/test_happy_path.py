@@ -94,3 +94,38 @@ def test_response_cache_answers_a_second_job_without_sending(
     assert not any(r["cached"] for r in rows)
     assert len(ledger(sim)["batches"]) == batches_before + 1
     assert_no_double_spend(ctx, sim, third)
+
+
+def test_identical_requests_in_a_job_are_sent_once_and_share_the_answer(
+    ctx: StepContext, sim: SimulatorServer, tmp_path: Path
+) -> None:
+    # 60 rows, 6 distinct texts: 6 requests go out, 60 items get an answer.
+    rows = [{"id": f"k{i}", "t": f"text {i % 6}"} for i in range(60)]
+    job_id = new_job(ctx, write_job(tmp_path, "repeats", 60, max_requests=4, rows=rows))
+
+    report = run_job(ctx, job_id)
+
+    final = assert_job_complete(ctx, job_id)
+    assert report.items == {"succeeded": 60}
+    assert sum(ledger(sim)["submissions"].values()) == 6
+    assert_no_double_spend(ctx, sim, job_id)
+    by_text: dict[str, set[str]] = {}
+    for row, source in zip(sorted(final, key=lambda r: int(r["key"][1:])), rows, strict=True):
+        by_text.setdefault(source["t"], set()).add(row["text"])
+    assert all(len(answers) == 1 for answers in by_text.values())  # one answer per request
+    assert sum(1 for r in final if r["cached"]) == 54
+    assert resolve_job(ctx.store, "repeats").cache_hits == 54
+
+    again = new_job(
+        ctx,
+        write_job(
+            tmp_path,
+            "each",
+            60,
+            max_requests=60,
+            rows=rows,
+            options="cache = false\ndedupe = false",
+        ),
+    )
+    run_job(ctx, again)
+    assert sum(ledger(sim)["submissions"].values()) == 6 + 60  # dedupe = false: each sent

@@ -58,7 +58,7 @@ def test_unknown_field_is_an_error(write_spec: WriteSpec) -> None:
     path = write_spec('colour = "red"\n' + TEMPLATE_SPEC)
     assert spec_error(path) == (
         f"{path}: colour: unknown field (allowed here: name, input, input_url, key, request, "
-        "requests, batching, retry, budget_usd, schedule, cache, api_version, "
+        "requests, batching, retry, budget_usd, schedule, cache, dedupe, api_version, "
         "allow_unknown_models, output, betas)"
     )
 

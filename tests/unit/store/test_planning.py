@@ -170,9 +170,10 @@ def test_the_cache_counts_an_answer_once(store: Store) -> None:
 
 
 def test_the_cache_does_not_answer_an_item_already_sent(store: Store) -> None:
-    # Two items with the same params: one succeeds, the other errors and waits for
-    # its second attempt; the cache leaves that retry to be sent.
-    job = make_job(store, items=[draft(0, "a", prompt="same"), draft(1, "b", prompt="same")])
+    # Two items with the same params (each sent: no dedupe): one succeeds, the other
+    # errors and waits for its second attempt; the cache leaves that retry to be sent.
+    items = [draft(0, "a", prompt="same"), draft(1, "b", prompt="same")]
+    job = make_job(store, items=items, dedupe=False)
     ended = ended_batch(store, job.id, [ResultType.SUCCEEDED, ResultType.ERRORED])
     resolve(store, ended, [ItemStatus.SUCCEEDED, ItemStatus.PENDING])
 
