@@ -1,6 +1,7 @@
 """Identical requests within a job are sent once: ``items.leader_id`` names the item
-whose answer a duplicate shares, and ``(job_id, params_hash)`` finds duplicates and
-cached answers with one grouped pass instead of one lookup per item.
+whose outcome a duplicate shares. No index: leaders are found with one grouped pass
+over the job's items, and followers are read through ``(job_id, status)``; every index
+on ``items`` is paid on each of a job's inserts.
 
 Revision ID: 0007
 Revises: 0006
@@ -27,12 +28,8 @@ def upgrade() -> None:
         "items",
         sa.Column("leader_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
     )
-    op.create_index("ix_items_leader_id", "items", ["leader_id"])
-    op.create_index("ix_items_job_id_params_hash", "items", ["job_id", "params_hash"])
 
 
 def downgrade() -> None:
-    op.drop_index("ix_items_job_id_params_hash", table_name="items")
-    op.drop_index("ix_items_leader_id", table_name="items")
     # SQLite (3.35+) drops a column in place when nothing but the table uses it.
     op.drop_column("items", "leader_id")

@@ -215,7 +215,6 @@ class Item(Base):
     __table_args__ = (
         UniqueConstraint("job_id", "key"),
         Index("ix_items_job_id_status", "job_id", "status"),
-        Index("ix_items_job_id_params_hash", "job_id", "params_hash"),
         CheckConstraint(
             f"status <> '{ItemStatus.SUCCEEDED}' OR final_result_id IS NOT NULL",
             name="succeeded_has_result",
@@ -243,7 +242,7 @@ class Item(Base):
     final_result_id: Mapped[int | None] = mapped_column(_BIGINT, index=True)
     #: The item of this job with the same params that is sent in this one's place; this
     #: one takes its outcome (``dedupe``, migration 0007). NULL: sent itself.
-    leader_id: Mapped[int | None] = mapped_column(_BIGINT, index=True)
+    leader_id: Mapped[int | None] = mapped_column(_BIGINT)
     cached: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
     error_type: Mapped[str | None] = mapped_column(String(64))
     error_message: Mapped[str | None] = mapped_column(Text)
