@@ -20,6 +20,7 @@ do not stop the stream: they are collected (:class:`BadRows`, the first
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import re
@@ -397,6 +398,9 @@ class _RowChecks:
     output: Output | None = None
     #: The spec's beta flags: some raise a model's output limit.
     betas: tuple[str, ...] = ()
+    #: (model, max_tokens, thinking type) already checked against the model table: a
+    #: job's rows mostly repeat one, and the check is the same for all of them.
+    models_passed: set[tuple[str, object, object]] = dataclasses.field(default_factory=set)
 
 
 def iter_items(
@@ -533,9 +537,17 @@ def _draft(
         if checks.output is not None:
             params = with_output(params, checks.output)
         validate_params(params, api_version=checks.api_version)
-        check_model(
-            params, checks.models, allow_unknown=checks.allow_unknown_models, betas=checks.betas
+        thinking = params.get("thinking")
+        seen = (
+            str(params["model"]),
+            params["max_tokens"],
+            thinking.get("type") if isinstance(thinking, dict) else None,
         )
+        if seen not in checks.models_passed:
+            check_model(
+                params, checks.models, allow_unknown=checks.allow_unknown_models, betas=checks.betas
+            )
+            checks.models_passed.add(seen)
         params_json = orjson.dumps(params, option=orjson.OPT_SORT_KEYS)
     except ParamsError as exc:
         path = f"{prefix}.{exc.path}" if exc.path else prefix
