@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test reliability lint typecheck unit bench clean wheel-check
+.PHONY: demo test guard reliability lint typecheck unit bench clean wheel-check
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,11 +18,19 @@ demo: $(STAMP)
 	$(BIN)/orchestrator demo
 
 ## The whole suite: lint, types, every test (SQLite and PostgreSQL), then the built wheel.
+## Tests run in PYTEST_WORKERS processes (pytest-xdist): most of their time is spent waiting
+## on a simulator's processing delay, so four workers fit on two cores.
+PYTEST_WORKERS ?= 4
 test: lint typecheck
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS)
 	$(MAKE) --no-print-directory wheel-check
 
 ## The kill and fault suite (README, Reliability): SIGKILLs, fault storms, shared stores and keys.
+## The performance guards alone (tests/perf, also part of `make test`): memory, HTTP calls
+## and query work bounded, never time.
+guard: $(STAMP)
+	$(BIN)/python -m pytest tests/perf
+
 reliability: $(STAMP)
 	ORCHESTRATOR_RELIABILITY_SUITE=1 $(BIN)/python -m pytest \
 		tests/acceptance/test_reliability.py tests/acceptance/test_postgres_daemons.py

@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, delete, func, or_, select, update
+from sqlalchemy import Table, delete, func, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from orchestrator.chunking import chunked
@@ -91,6 +91,13 @@ class JobOps(StoreBase):
                 for it in chunk:
                     seen.update(dict.fromkeys(it.columns))
                 total += len(chunk)
+            if s.get_bind().dialect.name == "postgresql":
+                # Statistics for the new rows before the grouped statements that follow
+                # (leaders here, the cache and planning next): without them PostgreSQL
+                # may plan a nested loop over 100,000 rows that runs for many minutes.
+                # ANALYZE counts this transaction's own inserts and samples a bounded
+                # number of rows, so it costs the same on a large table.
+                s.execute(text("ANALYZE items"))
             if new.dedupe:
                 _choose_leaders(s, job.id)
             if before_commit is not None:
