@@ -523,6 +523,13 @@ def _row_key(row: dict[str, Any], field: str, where: str) -> str:
     return key
 
 
+def _exact(encoded: bytes) -> bytes:
+    """A copy of orjson's output that takes only its length in memory: orjson hands back
+    a bytes object that keeps its whole write buffer (4 KB at least, 16 KB for a 2 KB
+    row), and a chunk of 5,000 drafts kept two of them each: 325 MB for 2 KB prompts."""
+    return memoryview(encoded).tobytes()
+
+
 def _draft(
     ordinal: int,
     key: str,
@@ -548,7 +555,7 @@ def _draft(
                 params, checks.models, allow_unknown=checks.allow_unknown_models, betas=checks.betas
             )
             checks.models_passed.add(seen)
-        params_json = orjson.dumps(params, option=orjson.OPT_SORT_KEYS)
+        params_json = _exact(orjson.dumps(params, option=orjson.OPT_SORT_KEYS))
     except ParamsError as exc:
         path = f"{prefix}.{exc.path}" if exc.path else prefix
         raise SpecError(f"{path}: {exc.message}", location=where) from None
@@ -557,5 +564,5 @@ def _draft(
     digest = hashlib.sha256(params_json).hexdigest()
     if row is None:
         return ItemDraft(ordinal, key, line, params, params_json, digest)
-    input_json = orjson.dumps(row, option=orjson.OPT_NON_STR_KEYS)
+    input_json = _exact(orjson.dumps(row, option=orjson.OPT_NON_STR_KEYS))
     return ItemDraft(ordinal, key, line, params, params_json, digest, input_json, tuple(row))

@@ -26,7 +26,7 @@ from orchestrator.store.views import create_job_view, free_view_name
 
 _ITEMS: Table = Item.__table__  # type: ignore[assignment]
 
-ITEM_CHUNK_ROWS = 5000
+ITEM_CHUNK_ROWS = 2000
 
 
 class JobOps(StoreBase):
