@@ -1,7 +1,8 @@
 """Ingest step: stream an ended batch's results into typed rows, then resolve items.
 
-* The results ``.jsonl`` is read line by line and stored in chunks with
-  ON CONFLICT DO NOTHING, so a download cut at any byte is simply read again
+* The results ``.jsonl`` is read line by line (downloaded and parsed on a thread
+  of its own, a chunk ahead) and stored in chunks with ON CONFLICT DO NOTHING, a
+  few chunks a transaction, so a download cut at any byte is simply read again
   from the start: nothing is stored twice, nothing is dropped.
 * A line that can't be parsed, or whose custom_id is not a request of this
   batch, goes to ``quarantine`` verbatim; the rest goes on.
@@ -10,26 +11,21 @@
   after ``MAX_SHORT_DOWNLOADS`` the missing requests are resolved as missing
   (retried like expired ones) and the shortfall is noted on the batch.
 * Results are not in request order (§5.2): everything is matched by custom_id.
+* Items are resolved once the batch is read: succeeded answers in one statement,
+  every other request through ``resolve``, page by page.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
+from typing import Any, NamedTuple
 
 import orjson
 
-from orchestrator.api.jsonl import OVERSIZED_PREFIX_BYTES
-from orchestrator.api.models import (
-    ErroredResult,
-    Message,
-    ResultLine,
-    SucceededResult,
-    Usage,
-    parse_result_line,
-)
+from orchestrator.api.jsonl import OVERSIZED_PREFIX_BYTES, ReadAhead
+from orchestrator.api.models import ResultLine, Usage, load_result_line
 from orchestrator.chunking import chunked
 from orchestrator.domain.outcomes import decide, decide_invalid, decide_missing
 from orchestrator.domain.output import INVALID_OUTPUT, Answers
@@ -52,13 +48,23 @@ from orchestrator.store.records import (
     RequestRef,
     Resolution,
     ResultRow,
+    ResultValues,
     Route,
+    RouteTable,
 )
 
 BATCHES_PER_RUN = 4
 #: The longest wait between two tries of a failing ingest.
 MAX_INGEST_RETRY_S = 300.0
 RESOLVE_PAGE_ROWS = 1000
+#: A transaction stores at most this many lines, and stays open at most this many
+#: seconds, before it commits: each commit writes again every index page its lines
+#: touched (nearly all of them: lines come in random order), so one per 1,000-line
+#: chunk cost more than the inserts; and SQLite's write lock is held meanwhile.
+COMMIT_ROWS = 20_000
+COMMIT_S = 2.0
+#: Seconds the download may keep an open transaction waiting before it is committed.
+IDLE_COMMIT_S = 0.05
 #: Characters of a parse error kept in the quarantine row.
 QUARANTINE_ERROR_CHARS = 2000
 #: Why an item that is not succeeded failed, for result types that carry no error.
@@ -160,28 +166,53 @@ def ingest_backoff_s(attempts: int) -> float:
 
 
 def _download(ctx: StepContext, lease: Lease, batch: BatchRecord) -> None:
+    """Read the results file and store every line, a few chunks per transaction.
+
+    A thread downloads and parses the next chunk while this one is routed and stored;
+    the database statements here are few per chunk (SQLite runs each without the GIL),
+    so the two overlap. The transaction is committed, and the lease extended with it,
+    every ``COMMIT_ROWS`` lines or ``COMMIT_S`` seconds, and whenever the download keeps
+    it waiting: an open transaction holds SQLite's write lock, which must not wait on
+    the network.
+    """
     assert batch.results_url is not None
     job = ctx.store.job_of_batch(batch.id)
     answers = None if job.output is None else Answers(job.output)
-    with ctx.api.results_lines(batch.results_url, betas=job.betas) as lines:
-        for index, chunk in enumerate(
-            chunked(enumerate(lines, start=1), ctx.settings.ingest_chunk_rows)
-        ):
-            rows, quarantine = _rows(ctx, batch, chunk, answers)
+    # The batch's routes, held compactly, let the reader thread route each line too; a
+    # batch whose custom_ids the table can't hold is routed here, a query a chunk.
+    table = ctx.store.batch_routes(batch.id)
+    with (
+        ctx.api.results_lines(batch.results_url, betas=job.betas) as lines,
+        ctx.store.result_writer(lease) as writer,
+        ReadAhead(_parsed(batch.id, lines, ctx, answers, table)) as chunks,
+    ):
+
+        def commit() -> None:
+            if not writer.commit(utcnow(), ctx.ttl_s):
+                raise _LeaseLost
+
+        ahead = chunks.items(on_idle=commit, late_s=IDLE_COMMIT_S)
+        for index, (rows, unrouted, quarantine) in enumerate(ahead):
+            if unrouted:
+                routes = writer.route([p.custom_id for p in unrouted])
+                rows = _routed(batch.id, unrouted, routes, quarantine)
+                del unrouted  # the raw lines: what is left of them is in rows and quarantine
             if index == 0 and batch.adopted and batch.proven_at is None:
+                commit()  # it calls the store: no transaction of ours may be open
                 _prove_adoption(ctx, lease, batch, rows, quarantine)
-            if not ctx.store.upsert_results(lease, rows, quarantine):
+            if not writer.store(rows, quarantine):
                 raise _LeaseLost
-            if not ctx.store.heartbeat(lease, utcnow(), ctx.ttl_s):
-                raise _LeaseLost
+            if writer.pending >= COMMIT_ROWS or writer.open_s >= COMMIT_S:
+                commit()
+        commit()
 
 
 def _prove_adoption(
     ctx: StepContext,
     lease: Lease,
     batch: BatchRecord,
-    rows: list[ResultRow],
-    quarantine: list[QuarantineLine],
+    rows: Sequence[ResultValues],
+    quarantine: Sequence[QuarantineLine],
 ) -> None:
     """An adopted batch is this batch's only if its first results route to its own
     requests. Lines naming another local batch's requests hand it to that batch (a
@@ -207,30 +238,84 @@ def _ours(custom_id: str, tag: str) -> bool:
     return parts is not None and parts.store_tag == tag
 
 
-def _rows(
+class _Parsed(NamedTuple):
+    """One readable line, its row but for the route (item and attempt)."""
+
+    line_no: int
+    raw: bytes
+    custom_id: str
+    tail: _Tail
+
+
+class _Chunk(NamedTuple):
+    """A chunk of lines as the reader thread hands it over."""
+
+    rows: list[ResultValues]
+    #: Readable lines still to route (with no route table), else empty.
+    unrouted: list[_Parsed]
+    quarantine: list[QuarantineLine]
+
+
+def _parsed(
+    batch_id: int,
+    lines: Iterable[bytes],
     ctx: StepContext,
-    batch: BatchRecord,
-    chunk: Sequence[tuple[int, bytes]],
     answers: Answers | None,
-) -> tuple[list[ResultRow], list[QuarantineLine]]:
-    parsed: list[tuple[int, bytes, ResultLine]] = []
+    table: RouteTable | None,
+) -> Iterator[_Chunk]:
+    """The download's lines, chunk by chunk, parsed and, with ``table``, routed (this
+    runs on the reader thread)."""
+    for chunk in chunked(enumerate(lines, start=1), ctx.settings.ingest_chunk_rows):
+        parsed, quarantine = _parse(batch_id, chunk, ctx.prices, answers)
+        if table is None:
+            ready = _Chunk([], parsed, quarantine)
+        else:
+            ready = _Chunk(_routed(batch_id, parsed, table, quarantine), [], quarantine)
+        # Held by the consumer from here: keep no reference while reading the next.
+        del chunk, parsed
+        yield ready
+        del ready
+
+
+def _parse(
+    batch_id: int,
+    chunk: Sequence[tuple[int, bytes]],
+    prices: PriceTable,
+    answers: Answers | None,
+) -> tuple[list[_Parsed], list[QuarantineLine]]:
+    """A chunk of numbered lines, parsed and typed; the unreadable ones quarantined."""
+    parsed: list[_Parsed] = []
     quarantine: list[QuarantineLine] = []
     for line_no, raw in chunk:
         try:
-            parsed.append((line_no, raw, parse_result_line(raw)))
+            line = load_result_line(raw)
         except ValueError as exc:
             custom_id = _custom_id_in(raw)
-            quarantine.append(_quarantine(batch.id, line_no, raw, custom_id, f"unparseable: {exc}"))
-    routes = ctx.store.route_custom_ids(batch.id, [p[2].custom_id for p in parsed])
-    rows: list[ResultRow] = []
-    for line_no, raw, line in parsed:
+            quarantine.append(_quarantine(batch_id, line_no, raw, custom_id, f"unparseable: {exc}"))
+            continue
+        tail = _tail(line["result"], prices, answers)
+        parsed.append(_Parsed(line_no, raw, line["custom_id"], tail))
+    return parsed, quarantine
+
+
+def _routed(
+    batch_id: int,
+    parsed: Sequence[_Parsed],
+    routes: Mapping[str, Route] | RouteTable,
+    quarantine: list[QuarantineLine],
+) -> list[ResultValues]:
+    """The rows of the lines that are requests of this batch; the others are added to
+    ``quarantine``."""
+    rows: list[ResultValues] = []
+    make = ResultValues._make
+    for line in parsed:
         route = routes.get(line.custom_id)
         if route is None:
             error = "custom_id is not a request of this batch"
-            quarantine.append(_quarantine(batch.id, line_no, raw, line.custom_id, error))
+            quarantine.append(_quarantine(batch_id, line.line_no, line.raw, line.custom_id, error))
             continue
-        rows.append(result_row(batch.id, route, line, ctx.prices, answers))
-    return rows, quarantine
+        rows.append(make((batch_id, route.item_id, line.custom_id, route.attempt, *line.tail)))
+    return rows
 
 
 def _custom_id_in(raw: bytes) -> str | None:
@@ -260,67 +345,106 @@ def result_row(
 ) -> ResultRow:
     """The typed ``results`` row of one parsed line; ``answers``: the job's declared
     output, against which a succeeded answer is read and validated."""
-    result = line.result
-    if isinstance(result, SucceededResult):
-        row = _succeeded_row(batch_id, route, line.custom_id, result.message, prices)
-        if answers is None:
-            return row
-        output, invalid = answers.read(result.message.content, result.message.stop_reason)
-        return dataclasses.replace(row, output=output, output_error=invalid)
-    error = result.error.error if isinstance(result, ErroredResult) else None
-    return ResultRow(
-        batch_id=batch_id,
-        item_id=route.item_id,
-        custom_id=line.custom_id,
-        attempt=route.attempt,
-        result_type=ResultType(result.type),
-        error_type=error.type if error else None,
-        error_message=error.message if error else None,
-    )
+    tail = _tail(line.result.model_dump(), prices, answers)
+    return ResultRow(batch_id, route.item_id, line.custom_id, route.attempt, *tail)
 
 
-def _succeeded_row(
-    batch_id: int, route: Route, custom_id: str, message: Message, prices: PriceTable
-) -> ResultRow:
-    usage = message.usage
-    split = usage.cache_creation
-    price = prices.price_for(message.model)
-    return ResultRow(
-        batch_id=batch_id,
-        item_id=route.item_id,
-        custom_id=custom_id,
-        attempt=route.attempt,
+class _Tail(NamedTuple):
+    """A result row's fields after the route: what a line alone determines."""
+
+    result_type: ResultType
+    message_id: str | None = None
+    model: str | None = None
+    stop_reason: str | None = None
+    stop_sequence: str | None = None
+    text: str | None = None
+    content: str | None = None
+    output: str | None = None
+    output_error: str | None = None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    cache_creation_input_tokens: int | None = None
+    cache_read_input_tokens: int | None = None
+    cache_creation_5m_input_tokens: int | None = None
+    cache_creation_1h_input_tokens: int | None = None
+    service_tier: str | None = None
+    inference_geo: str | None = None
+    error_type: str | None = None
+    error_message: str | None = None
+    cost_usd: float | None = None
+
+
+#: A row is the route's four fields (batch, item, custom_id, attempt) then these
+#: (``ResultValues``); tests/unit/test_ingest_rows.py checks that they line up.
+#: A result type by its wire value (a member of the enum compares and hashes as it).
+_RESULT_TYPES = {kind.value: kind for kind in ResultType}
+
+
+def _tail(result: Mapping[str, Any], prices: PriceTable, answers: Answers | None) -> _Tail:
+    """The fields of one line's ``result``, given as plain values of exactly the
+    models' types (``api.models.load_result_line``): read from the dict, not through
+    the models, which would cost as much again as the rest of the ingest."""
+    kind = _RESULT_TYPES[result["type"]]
+    if kind is ResultType.SUCCEEDED:
+        return _succeeded(result["message"], prices, answers)
+    if kind is ResultType.ERRORED:
+        error = result["error"]["error"]
+        return _Tail(kind, error_type=error["type"], error_message=error["message"])
+    return _Tail(kind)
+
+
+def _succeeded(message: Mapping[str, Any], prices: PriceTable, answers: Answers | None) -> _Tail:
+    usage = message["usage"]
+    split = usage.get("cache_creation")
+    content = message["content"]
+    stop_reason = message.get("stop_reason")
+    price = prices.price_for(message["model"])
+    output = invalid = None
+    if answers is not None:
+        output, invalid = answers.read(content, stop_reason)
+    return _Tail(
         result_type=ResultType.SUCCEEDED,
-        message_id=message.id,
-        model=message.model,
-        stop_reason=message.stop_reason,
-        stop_sequence=message.stop_sequence,
-        text=message.text,
-        content=orjson.dumps(message.content).decode(),
-        input_tokens=usage.input_tokens,
-        output_tokens=usage.output_tokens,
-        cache_creation_input_tokens=usage.cache_creation_input_tokens,
-        cache_read_input_tokens=usage.cache_read_input_tokens,
-        cache_creation_5m_input_tokens=split.ephemeral_5m_input_tokens if split else None,
-        cache_creation_1h_input_tokens=split.ephemeral_1h_input_tokens if split else None,
-        service_tier=usage.service_tier,
-        inference_geo=usage.inference_geo,
+        message_id=message["id"],
+        model=message["model"],
+        stop_reason=stop_reason,
+        stop_sequence=message.get("stop_sequence"),
+        # All text blocks' text, in order (``api.models.Message.text``).
+        text="".join(
+            block["text"]
+            for block in content
+            if block.get("type") == "text" and isinstance(block.get("text"), str)
+        ),
+        content=orjson.dumps(content).decode(),
+        output=output,
+        output_error=invalid,
+        input_tokens=usage["input_tokens"],
+        output_tokens=usage["output_tokens"],
+        cache_creation_input_tokens=usage.get("cache_creation_input_tokens"),
+        cache_read_input_tokens=usage.get("cache_read_input_tokens"),
+        cache_creation_5m_input_tokens=split.get("ephemeral_5m_input_tokens") if split else None,
+        cache_creation_1h_input_tokens=split.get("ephemeral_1h_input_tokens") if split else None,
+        service_tier=usage.get("service_tier"),
+        inference_geo=usage.get("inference_geo"),
         # Only succeeded results are billed (§5.4); an unpriced model costs NULL, not 0.
-        cost_usd=cost_usd(usage_counts(usage), price) if price is not None else None,
+        cost_usd=cost_usd(_usage_counts(usage), price) if price is not None else None,
     )
 
 
 def usage_counts(usage: Usage) -> UsageCounts:
     """The billable token counts of a message's usage (optional fields may be null)."""
-    split = usage.cache_creation
+    return _usage_counts(usage.model_dump())
+
+
+def _usage_counts(usage: Mapping[str, Any]) -> UsageCounts:
+    split = usage.get("cache_creation")
     return UsageCounts(
-        input_tokens=usage.input_tokens,
-        output_tokens=usage.output_tokens,
-        cache_creation_input_tokens=usage.cache_creation_input_tokens or 0,
-        cache_read_input_tokens=usage.cache_read_input_tokens or 0,
-        cache_5m_tokens=split.ephemeral_5m_input_tokens if split else None,
-        cache_1h_tokens=split.ephemeral_1h_input_tokens if split else None,
-        inference_geo=usage.inference_geo,
+        input_tokens=usage["input_tokens"],
+        output_tokens=usage["output_tokens"],
+        cache_creation_input_tokens=usage.get("cache_creation_input_tokens") or 0,
+        cache_read_input_tokens=usage.get("cache_read_input_tokens") or 0,
+        cache_5m_tokens=split.get("ephemeral_5m_input_tokens") if split else None,
+        cache_1h_tokens=split.get("ephemeral_1h_input_tokens") if split else None,
+        inference_geo=usage.get("inference_geo"),
     )
 
 
@@ -364,12 +488,15 @@ def _finish(
 ) -> str:
     job = ctx.store.job_of_batch(batch.id)
     canceled = job.status is JobStatus.CANCELED
-    after = 0
-    while page := ctx.store.request_refs(batch.id, after, RESOLVE_PAGE_ROWS):
-        resolutions = [resolve(ref, job.max_attempts, canceled, lost) for _, ref in page]
+    # Succeeded answers in one statement; ``resolve`` decides the rest, page by page.
+    if not ctx.store.resolve_succeeded(lease, utcnow()):
+        raise _LeaseLost
+    after = ""
+    while page := ctx.store.unresolved_refs(batch.id, after, RESOLVE_PAGE_ROWS):
+        resolutions = [resolve(ref, job.max_attempts, canceled, lost) for ref in page]
         if not ctx.store.resolve_items(lease, resolutions, utcnow()):
             raise _LeaseLost
-        after = page[-1][0]
+        after = page[-1].custom_id
     if not ctx.store.finish_batch(lease, status, utcnow(), note):
         raise _LeaseLost
     log.info("batch %s: %s%s", batch.id, status.value, f" ({note})" if note else "")

@@ -7,12 +7,15 @@ JSON that is sent, from the spec to the create body.
 
 from __future__ import annotations
 
+from array import array
+from bisect import bisect_left
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from orchestrator.domain.output import Output
+from orchestrator.domain.planning import make_custom_id, parse_custom_id
 from orchestrator.domain.states import (
     TERMINAL_ITEM_STATUSES,
     BatchStatus,
@@ -177,6 +180,39 @@ class Route:
     attempt: int
 
 
+class RouteTable:
+    """Every request of one batch, held compactly (an array of item ids and one of
+    attempts, a dozen bytes a request): routes a line by its custom_id with no query.
+
+    Only for a batch whose every custom_id is ``make_custom_id``'s, for this store's
+    tag (``ResultOps.batch_routes`` checks each one): then a custom_id names its item
+    and attempt, and the table only has to say whether the batch holds them.
+    """
+
+    def __init__(self, tag: str, items: array[int], attempts: array[int]) -> None:
+        self._tag = tag
+        self._items = items
+        self._attempts = attempts
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def get(self, custom_id: str) -> Route | None:
+        """The route of a request of this batch; None for any other custom_id."""
+        parts = parse_custom_id(custom_id)
+        if parts is None or parts.store_tag != self._tag:
+            return None
+        item, attempt = parts.item_id, parts.attempt
+        items = self._items
+        at = bisect_left(items, item)
+        if at == len(items) or items[at] != item or self._attempts[at] != attempt:
+            return None
+        # Exactly the request's custom_id, not merely one that parses the same.
+        return (
+            Route(item, attempt) if custom_id == make_custom_id(self._tag, item, attempt) else None
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class ResultRow:
     """One result line, typed; the ``results`` table stores exactly these fields."""
@@ -194,6 +230,37 @@ class ResultRow:
     content: str | None = None  # the message's content blocks as JSON
     output: str | None = None  # the answer valid against the job's schema, as JSON
     output_error: str | None = None  # or why the answer is not valid
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    cache_creation_input_tokens: int | None = None
+    cache_read_input_tokens: int | None = None
+    cache_creation_5m_input_tokens: int | None = None
+    cache_creation_1h_input_tokens: int | None = None
+    service_tier: str | None = None
+    inference_geo: str | None = None
+    error_type: str | None = None
+    error_message: str | None = None
+    cost_usd: float | None = None
+
+
+class ResultValues(NamedTuple):
+    """A :class:`ResultRow` as a plain tuple, same fields in the same order: what the
+    ingest builds for every line of a results file (a tuple costs a fraction of a
+    frozen dataclass to build, and goes to the database driver as it is)."""
+
+    batch_id: int
+    item_id: int
+    custom_id: str
+    attempt: int
+    result_type: ResultType
+    message_id: str | None = None
+    model: str | None = None
+    stop_reason: str | None = None
+    stop_sequence: str | None = None
+    text: str | None = None
+    content: str | None = None
+    output: str | None = None
+    output_error: str | None = None
     input_tokens: int | None = None
     output_tokens: int | None = None
     cache_creation_input_tokens: int | None = None

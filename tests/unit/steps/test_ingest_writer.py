@@ -1,0 +1,171 @@
+"""The ingest's transactions that span several chunks (``ResultWriter``) and its reader
+thread (``_ReadAhead``): fewer commits, the same guarantees as one transaction a chunk.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from orchestrator.api.jsonl import ReadAhead
+from orchestrator.domain.states import BatchStatus, ResultType
+from orchestrator.store.queries import Store
+from orchestrator.store.records import QuarantineLine, ResultValues, Route
+from tests.unit.store.helpers import TTL, at, count_rows, ended_batch, make_job
+
+
+@pytest.fixture
+def store(store_url: str) -> Iterator[Store]:
+    opened = Store.open(store_url)
+    try:
+        yield opened
+    finally:
+        opened.close()
+
+
+def _row(batch_id: int, item_id: int, custom: str) -> ResultValues:
+    return ResultValues(batch_id, item_id, custom, 1, ResultType.EXPIRED)
+
+
+def test_rows_are_kept_once_committed_and_routes_come_from_the_open_transaction(
+    store: Store,
+) -> None:
+    job = make_job(store, 3)
+    ended = ended_batch(store, job.id)
+    first, second, third = ended.refs
+    with store.result_writer(ended.lease) as writer:
+        routes = writer.route([first.custom_id, "zz9-1-1"])
+        assert routes == {first.custom_id: Route(first.item_id, 1)}
+        assert writer.store([_row(ended.batch_id, first.item_id, first.custom_id)], [])
+        assert writer.pending == 1
+        assert writer.commit(at(610), TTL)
+        assert writer.pending == 0
+        rows = [_row(ended.batch_id, r.item_id, r.custom_id) for r in (first, second)]
+        assert writer.store(rows, [QuarantineLine(ended.batch_id, 9, None, "{", "bad")])
+    # What the block left uncommitted is committed when it ends.
+    assert store.count_results(ended.batch_id) == 2
+    assert count_rows(store, "quarantine") == 1
+    assert third.custom_id not in routes
+
+
+def test_a_block_that_raises_keeps_only_what_was_committed(store: Store) -> None:
+    job = make_job(store, 2)
+    ended = ended_batch(store, job.id)
+    first, second = ended.refs
+
+    def broken_download() -> None:
+        with store.result_writer(ended.lease) as writer:
+            assert writer.store([_row(ended.batch_id, first.item_id, first.custom_id)], [])
+            assert writer.commit(at(610), TTL)
+            assert writer.store([_row(ended.batch_id, second.item_id, second.custom_id)], [])
+            raise RuntimeError("download broke")
+
+    with pytest.raises(RuntimeError, match="download broke"):
+        broken_download()
+    assert store.count_results(ended.batch_id) == 1
+
+
+def test_commit_extends_the_lease_so_no_one_takes_the_batch_over(store: Store) -> None:
+    job = make_job(store, 1)
+    ended = ended_batch(store, job.id)  # leased at 600 for TTL seconds
+    with store.result_writer(ended.lease) as writer:
+        assert writer.store([], [QuarantineLine(ended.batch_id, 1, None, "{", "bad")])
+        assert writer.commit(at(600 + TTL - 1), TTL)
+
+    assert store.claim_batches([BatchStatus.ENDED], "worker-b", at(600 + TTL + 1), TTL) == []
+    assert store.claim_batches([BatchStatus.ENDED], "worker-b", at(600 + 2 * TTL), TTL)
+
+
+def test_a_lease_taken_over_between_transactions_stops_the_writer(store: Store) -> None:
+    job = make_job(store, 2)
+    ended = ended_batch(store, job.id)
+    first, second = ended.refs
+    with store.result_writer(ended.lease) as writer:
+        assert writer.store([_row(ended.batch_id, first.item_id, first.custom_id)], [])
+        assert writer.commit(at(610), TTL)
+        # Between two transactions of the writer (on SQLite, the only time another
+        # worker can write), the lease expires and is taken over.
+        assert store.claim_batches([BatchStatus.ENDED], "worker-b", at(610 + 2 * TTL), TTL)
+        row = _row(ended.batch_id, second.item_id, second.custom_id)
+        assert writer.store([row], []) is False
+        assert writer.commit(at(612), TTL) is False
+
+    assert store.count_results(ended.batch_id) == 1
+
+
+def test_a_lease_lost_before_a_commit_rolls_the_open_transaction_back(
+    store: Store, store_url: str
+) -> None:
+    if not store_url.startswith("postgresql"):
+        pytest.skip("on SQLite the open transaction keeps every other writer out")
+    job = make_job(store, 1)
+    ended = ended_batch(store, job.id)
+    [ref] = ended.refs
+    with store.result_writer(ended.lease) as writer:
+        assert writer.store([_row(ended.batch_id, ref.item_id, ref.custom_id)], [])
+        # Claims skip a batch whose rows this transaction references; a fencing change
+        # made some other way is still seen at the commit.
+        other = create_engine(store_url)
+        try:
+            with other.begin() as conn:
+                conn.execute(text("UPDATE batches SET lease_version = lease_version + 1"))
+        finally:
+            other.dispose()
+        assert writer.commit(at(610), TTL) is False
+
+    assert store.count_results(ended.batch_id) == 0
+
+
+# -- the reader thread ------------------------------------------------------------------
+
+
+def test_read_ahead_hands_over_every_item_in_order_and_then_what_was_raised() -> None:
+    def source() -> Iterator[int]:
+        yield from range(5)
+        raise ConnectionError("cut")
+
+    seen: list[int] = []
+    with ReadAhead(source()) as ahead, pytest.raises(ConnectionError, match="cut"):
+        seen.extend(ahead.items(lambda: None, 0.05))
+    assert seen == [0, 1, 2, 3, 4]
+
+
+def test_read_ahead_calls_on_idle_while_the_next_item_is_late() -> None:
+    release = threading.Event()
+    idle: list[int] = []
+
+    def source() -> Iterator[str]:
+        yield "first"
+        release.wait(10)
+        yield "second"
+
+    def on_idle() -> None:
+        idle.append(1)
+        release.set()
+
+    with ReadAhead(source()) as ahead:
+        assert list(ahead.items(on_idle, 0.05)) == ["first", "second"]
+    assert idle == [1]
+
+
+def test_read_ahead_reads_at_most_one_item_ahead_and_stops_when_left() -> None:
+    read: list[int] = []
+    taken = threading.Event()
+
+    def source() -> Iterator[int]:
+        for n in range(100):
+            read.append(n)
+            yield n
+
+    with ReadAhead(source()) as ahead:
+        items = ahead.items(lambda: None, 0.05)
+        assert next(items) == 0
+        taken.wait(0.2)  # time for the thread to run ahead, if it would
+        assert len(read) <= 2  # the one taken, and the next one ready
+    thread = ahead._thread
+    thread.join(5)
+    assert not thread.is_alive()
+    assert len(read) <= 3
