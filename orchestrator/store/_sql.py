@@ -157,3 +157,18 @@ def batch_record(row: Batch) -> BatchRecord:
         proven_at=row.proven_at,
         reconcile_until=row.reconcile_until,
     )
+
+
+#: The columns a batch row carries about its remote batch, besides its status: set
+#: from each poll, cleared when an adopted batch is disowned.
+REMOTE_BATCH_COLUMNS = (
+    "processing_status",
+    "remote_created_at",
+    "expires_at",
+    "ended_at",
+    "results_url",
+    "succeeded_count",
+    "errored_count",
+    "canceled_count",
+    "expired_count",
+)

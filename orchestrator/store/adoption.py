@@ -28,22 +28,10 @@ from orchestrator.domain.states import (
     BatchStatus,
     DuplicateStatus,
 )
-from orchestrator.store._sql import StoreBase, count, held
+from orchestrator.store._sql import REMOTE_BATCH_COLUMNS, StoreBase, count, held
 from orchestrator.store.records import Claim, Lease
 from orchestrator.store.tables import Batch, BatchRequest, DuplicateBatch, ForeignBatch
 
-#: The columns a batch row carries about its remote batch (cleared when disowned).
-_REMOTE_COLUMNS = (
-    "processing_status",
-    "remote_created_at",
-    "expires_at",
-    "ended_at",
-    "results_url",
-    "succeeded_count",
-    "errored_count",
-    "canceled_count",
-    "expired_count",
-)
 #: Local batches that can take a remote batch proven theirs as their own.
 _CAN_ADOPT = (BatchStatus.UNKNOWN, BatchStatus.PLANNED)
 
@@ -176,7 +164,7 @@ class AdoptionOps(StoreBase):
         ).scalar_one_or_none()
         if row is None:
             return None
-        taken = {c: getattr(row, c) for c in _REMOTE_COLUMNS}
+        taken = {c: getattr(row, c) for c in REMOTE_BATCH_COLUMNS}
         taken.update(status=row.status, submitted_at=row.submitted_at)
         following = None if back_in_flight else self._next_watched(s, row.id)
         # The remote batch is let go of first: a remote id is held by one row at most.
@@ -192,7 +180,7 @@ class AdoptionOps(StoreBase):
                 next_attempt_at=None,
                 last_error=reason,
                 updated_at=now,
-                **dict.fromkeys(_REMOTE_COLUMNS),
+                **dict.fromkeys(REMOTE_BATCH_COLUMNS),
             )
         )
         if owner is not None:

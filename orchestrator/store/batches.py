@@ -22,6 +22,7 @@ from orchestrator.domain.states import (
     ItemStatus,
 )
 from orchestrator.store._sql import (
+    REMOTE_BATCH_COLUMNS,
     StoreBase,
     batch_record,
     count,
@@ -403,18 +404,7 @@ def _of_job(job_id: int | None) -> tuple[Any, ...]:
 
 _BATCHES: Table = Batch.__table__  # type: ignore[assignment]
 #: The columns ``_remote_fields`` sets.
-_REMOTE_COLUMNS = (
-    "status",
-    "processing_status",
-    "remote_created_at",
-    "expires_at",
-    "ended_at",
-    "results_url",
-    "succeeded_count",
-    "errored_count",
-    "canceled_count",
-    "expired_count",
-)
+_REMOTE_COLUMNS = ("status", *REMOTE_BATCH_COLUMNS)
 #: ``update_remote_states``' statement, keyed on ``b_id``, every field a parameter
 #: (bound to its column, so the column's type converts the value as the ORM does).
 _UPDATE_REMOTE_STATE = (

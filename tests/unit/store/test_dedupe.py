@@ -4,14 +4,12 @@ first item with given params leads, the others wait and take its outcome."""
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import event
 
 from orchestrator.domain.states import BatchStatus, ItemStatus, ResultType
 from orchestrator.store.queries import Store
 from orchestrator.store.records import Resolution
 from tests.unit.store.helpers import (
     COST,
-    ENDPOINT,
     at,
     draft,
     ended_batch,
@@ -99,34 +97,3 @@ def test_followers_wait_while_their_leader_is_retried_and_fail_with_it(store: St
     assert rows[follower_of_leader]["error_type"] == "invalid_request_error"
     assert rows[follower_of_leader]["error_message"] == "too long"
     assert not bool(rows[follower_of_leader]["cached"])
-
-
-def test_the_cache_answers_identical_items_in_a_fixed_number_of_statements(
-    store: Store,
-) -> None:
-    """The response cache is grouped by params: answering 2,000 identical never-sent
-    items takes as many statements as answering 20 (it was one lookup per item, each
-    scanning every item with the same params: quadratic)."""
-    first = make_job(store, items=[draft(0, prompt="same")], name="first")
-    resolve(store, ended_batch(store, first.id, [ResultType.SUCCEEDED]), [ItemStatus.SUCCEEDED])
-
-    def statements_to_answer(n: int, name: str) -> tuple[int, int]:
-        items = [draft(i, prompt="same") for i in range(n)]
-        job = make_job(store, items=items, name=name, dedupe=False)
-        seen: list[str] = []
-
-        def count(*_args: object) -> None:
-            seen.append("x")
-
-        event.listen(store.engine, "before_cursor_execute", count)
-        try:
-            hits, _ = store.apply_response_cache(job.id, at(700), ENDPOINT)
-        finally:
-            event.remove(store.engine, "before_cursor_execute", count)
-        return hits, len(seen)
-
-    small = statements_to_answer(20, "small")
-    large = statements_to_answer(2000, "large")
-    assert small[0] == 20
-    assert large[0] == 2000
-    assert large[1] == small[1]
