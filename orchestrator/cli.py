@@ -21,6 +21,7 @@ from rich.console import Console
 from rich.table import Table
 
 from orchestrator import export as exporter
+from orchestrator.api.client import BatchesClient
 from orchestrator.domain.output import columns
 from orchestrator.domain.pricing import PriceTable
 from orchestrator.domain.spec import LoadedSpec, load_spec
@@ -30,22 +31,21 @@ from orchestrator.errors import (
     ConfigError,
     OrchestratorError,
     SpecError,
-    StoreNotAtHeadError,
     UsageError,
 )
-from orchestrator.estimate import DEFAULT_SAMPLE, CostEstimate
+from orchestrator.estimate import DEFAULT_SAMPLE, CostEstimate, CountTokens, EstimateTally
 from orchestrator.estimate import estimate as estimate_job
 from orchestrator.logs import configure_logging
 from orchestrator.progress import JobProgress, print_estimate, print_summary
 from orchestrator.runner import StopSignals, drive, make_client, open_store, step_context
 from orchestrator.settings import Settings, load_settings
-from orchestrator.steps.context import utcnow
-from orchestrator.steps.jobs import resolve_job, submit_spec
+from orchestrator.steps.context import StepContext, utcnow
+from orchestrator.steps.jobs import resolve_job, submit_loaded, submit_spec
 from orchestrator.steps.poll import cancel_now
 from orchestrator.steps.waiting import waiting_reason
 from orchestrator.store import bootstrap
 from orchestrator.store import engine as store_engine
-from orchestrator.store.records import JobReport
+from orchestrator.store.records import JobRecord, JobReport
 
 
 class ExitCode(IntEnum):
@@ -135,19 +135,37 @@ def estimate(spec: SpecArg, sample: SampleOpt = DEFAULT_SAMPLE) -> None:
 def _estimate(settings: Settings, loaded: LoadedSpec, sample: int) -> CostEstimate:
     version = loaded.spec.api_version or settings.api_version
     prices = PriceTable.load()
-    if settings.api_key is None or not settings.api_key.get_secret_value().strip():
+    if not _has_key(settings):
         return estimate_job(
             loaded, prices=prices, api_version=version, count_tokens=None, sample=sample
         )
-    betas = tuple(loaded.spec.betas)
     with make_client(settings) as api:
-
-        def count(params: Mapping[str, Any]) -> int:
-            return api.count_tokens(params, betas=betas, api_version=version)
-
         return estimate_job(
-            loaded, prices=prices, api_version=version, count_tokens=count, sample=sample
+            loaded,
+            prices=prices,
+            api_version=version,
+            count_tokens=_token_counter(settings, loaded, api),
+            sample=sample,
         )
+
+
+def _has_key(settings: Settings) -> bool:
+    return settings.api_key is not None and bool(settings.api_key.get_secret_value().strip())
+
+
+def _token_counter(
+    settings: Settings, loaded: LoadedSpec, api: BatchesClient
+) -> CountTokens | None:
+    """Count one request's input tokens with the API (None offline: no key)."""
+    if not _has_key(settings):
+        return None
+    version = loaded.spec.api_version or settings.api_version
+    betas = tuple(loaded.spec.betas)
+
+    def count(params: Mapping[str, Any]) -> int:
+        return api.count_tokens(params, betas=betas, api_version=version)
+
+    return count
 
 
 @app.command()
@@ -166,22 +184,13 @@ def run(
     """
     settings = _settings(on=console)
     loaded = load_spec(spec)  # a spec that can't be read is refused before anything is created
-    if dry_run or not _recorded(settings, loaded.spec.name):
+    if dry_run:
         found = _estimate(settings, loaded, sample)
         print_estimate(console, loaded.spec.name, found, loaded.spec.budget_usd)
-        if dry_run:
-            return
-        budget = loaded.spec.budget_usd
-        if budget is not None and found.usd_high > budget:
-            raise BudgetExceededError(
-                f"{loaded.path}: budget_usd is {budget:.2f} but the estimate is up to "
-                f"{found.usd_high:.2f} USD; raise budget_usd or lower max_tokens (nothing sent)"
-            )
+        return
     _new_store(settings)
     with step_context(settings) as ctx:
-        job, created = submit_spec(
-            ctx.store, spec, utcnow(), ctx.prices, api_version=settings.api_version
-        )
+        job, created = _record(ctx, loaded, sample)
         verb = "recorded" if created else "resuming"
         console.print(f"job [bold]{job.name}[/] (id {job.id}) {verb}: {job.items_total:,} items")
         with StopSignals(_say_stopping) as stop:
@@ -200,15 +209,45 @@ def run(
     raise typer.Exit(_run_exit_code(report))
 
 
-def _recorded(settings: Settings, name: str) -> bool:
-    """Is a job of this name in the store already (a run to resume)? Creates nothing."""
-    if not bootstrap.may_exist(settings.database_url):
-        return False
-    try:
-        with open_store(settings) as store:
-            return store.find_job_by_name(name) is not None
-    except StoreNotAtHeadError:
-        return False  # a new SQLite file is created below; anything else is refused there
+def _record(ctx: StepContext, loaded: LoadedSpec, sample: int) -> tuple[JobRecord, bool]:
+    """Record the job (or find it again: a run to resume), showing a new job's
+    estimate from the same read of its rows.
+
+    With ``budget_usd`` the estimate (its sample counted with the count-tokens
+    endpoint) is made and checked inside the job's transaction, so a job over budget
+    is rolled back: nothing recorded, nothing sent. Without one, it is made once the
+    job is committed, so no write lock is held across the count-tokens calls. Either
+    way it is shown before anything is sent.
+    """
+    settings, spec = ctx.settings, loaded.spec
+    tally = EstimateTally(loaded, sample=sample)
+    count = _token_counter(settings, loaded, ctx.api)
+
+    def show_estimate() -> CostEstimate:
+        found = tally.finish(prices=ctx.prices, count_tokens=count)
+        print_estimate(console, spec.name, found, spec.budget_usd)
+        return found
+
+    def within_budget() -> None:
+        found = show_estimate()
+        if spec.budget_usd is not None and found.usd_high > spec.budget_usd:
+            raise BudgetExceededError(
+                f"{loaded.path}: budget_usd is {spec.budget_usd:.2f} but the estimate is up to "
+                f"{found.usd_high:.2f} USD; raise budget_usd or lower max_tokens (nothing sent)"
+            )
+
+    job, created = submit_loaded(
+        ctx.store,
+        loaded,
+        utcnow(),
+        ctx.prices,
+        api_version=settings.api_version,
+        tally=tally,
+        before_commit=within_budget if spec.budget_usd is not None else None,
+    )
+    if created and spec.budget_usd is None:
+        show_estimate()
+    return job, created
 
 
 def _say_stopping(_signum: int) -> None:

@@ -37,7 +37,7 @@ from orchestrator.domain.pricing import (
     approx_input_tokens,
     estimate_cost_usd,
 )
-from orchestrator.domain.spec import BadRows, LoadedSpec, display_path, iter_items
+from orchestrator.domain.spec import BadRows, ItemDraft, LoadedSpec, display_path, iter_items
 from orchestrator.errors import OrchestratorError, SpecError
 
 #: Requests counted with the endpoint when the job is larger than this.
@@ -89,69 +89,101 @@ def estimate(
     """Read, validate and plan the whole spec and estimate its cost (see the module)."""
     spec = loaded.spec
     bad_rows = BadRows(display_path(spec.data_path), note="nothing was sent")
-    where = display_path(spec.data_path)
-    planner = BatchPlanner(spec.batching.max_requests, spec.batching.max_bytes)
-    approx, ceilings, models = array("q"), array("q"), array("i")
-    names: dict[str, int] = {}
-    picked: list[tuple[int, dict[str, Any]]] = []  # reservoir: (item index, params)
-    rng = random.Random(seed)
-    batches = 0
+    tally = EstimateTally(loaded, sample=sample, seed=seed)
     items = iter_items(loaded, default_api_version=api_version, models=prices, bad_rows=bad_rows)
     for item in items:
-        n = len(approx)
+        tally.add(item, bad_rows)
+    bad_rows.raise_if_any()
+    return tally.finish(prices=prices, count_tokens=count_tokens)
+
+
+class EstimateTally:
+    """What the estimate needs of a job's items, gathered in one pass over them: by
+    :func:`estimate`, or by ``run`` while it records a new job (one read of the data).
+
+    Per item it keeps three integers (approximate input tokens, max_tokens, model),
+    plus a seeded reservoir of ``sample`` requests to count, so memory stays flat
+    in the number of rows.
+    """
+
+    def __init__(self, loaded: LoadedSpec, *, sample: int = DEFAULT_SAMPLE, seed: int = 0) -> None:
+        batching = loaded.spec.batching
+        self._where = display_path(loaded.spec.data_path)
+        self._planner = BatchPlanner(batching.max_requests, batching.max_bytes)
+        self._approx, self._ceilings, self._models = array("q"), array("q"), array("i")
+        self._names: dict[str, int] = {}
+        self._picked: list[tuple[int, dict[str, Any]]] = []  # reservoir: (item index, params)
+        self._sample = sample
+        self._rng = random.Random(seed)
+        self._batches = 0
+
+    @property
+    def items(self) -> int:
+        return len(self._approx)
+
+    def add(self, item: ItemDraft, bad_rows: BadRows) -> bool:
+        """Count one item; a request too large for any batch goes to ``bad_rows``
+        instead (False)."""
+        n = len(self._approx)
         size = len(request_bytes(_WIDEST_ID, item.params_json))
         try:
-            closed = planner.add(n, size)
+            closed = self._planner.add(n, size)
         except RequestTooLargeForBatch as exc:
-            bad_rows.add(SpecError(str(exc), location=f"{where}:{item.line}"))
-            continue
-        batches += closed is not None
-        approx.append(approx_input_tokens(item.params_json))
-        ceilings.append(int(item.params.get("max_tokens", 0)))
-        models.append(names.setdefault(str(item.params.get("model", "")), len(names)))
-        if len(picked) < sample:
-            picked.append((n, item.params))
-        elif (slot := rng.randrange(n + 1)) < sample:
-            picked[slot] = (n, item.params)
-    bad_rows.raise_if_any()
-    batches += 1 if planner.finish() is not None else 0
-    total = len(approx)
-    scale, margin, counted, method = 1.0, 0, 0, "bytes"
-    because: str | None = "offline: no ANTHROPIC_API_KEY"
-    if count_tokens is not None and picked:
-        try:
-            counts = [(approx[n], count_tokens(params)) for n, params in picked]
-        except OrchestratorError as exc:  # unreachable, refused...: an estimate all the same
-            because = f"the count-tokens endpoint failed: {exc}"
-        else:
-            scale, margin = _ratio(counts, total)
-            counted, method, because = len(counts), "count_tokens", None
-    input_tokens = round(sum(approx) * scale)
-    upper = (input_tokens + margin) / input_tokens if input_tokens else 1.0
-    low = high = 0.0
-    unpriced = 0
-    by_index = {index: name for name, index in names.items()}
-    for n in range(total):
-        price = prices.price_for(by_index[models[n]])
-        if price is None:
-            unpriced += 1
-            continue
-        tokens = round(approx[n] * scale)
-        low += estimate_cost_usd(price, tokens, 0)
-        high += estimate_cost_usd(price, math.ceil(tokens * upper), ceilings[n])
-    return CostEstimate(
-        items=total,
-        batches=batches,
-        input_tokens=input_tokens,
-        input_margin=margin,
-        counted=counted,
-        method=method,
-        output_ceiling=sum(ceilings),
-        usd_low=round(low, 6),
-        usd_high=round(high, 6),
-        unpriced_items=unpriced,
-        approximated_because=because,
-    )
+            bad_rows.add(SpecError(str(exc), location=f"{self._where}:{item.line}"))
+            return False
+        self._batches += closed is not None
+        self._approx.append(approx_input_tokens(item.params_json))
+        self._ceilings.append(int(item.params.get("max_tokens", 0)))
+        model = str(item.params.get("model", ""))
+        self._models.append(self._names.setdefault(model, len(self._names)))
+        if len(self._picked) < self._sample:
+            self._picked.append((n, item.params))
+        elif (slot := self._rng.randrange(n + 1)) < self._sample:
+            self._picked[slot] = (n, item.params)
+        return True
+
+    def finish(self, *, prices: PriceTable, count_tokens: CountTokens | None) -> CostEstimate:
+        """The estimate of every item added: the sample counted with ``count_tokens``
+        (None: offline, bytes alone) and extrapolated, priced at batch prices."""
+        approx, ceilings, models, picked = self._approx, self._ceilings, self._models, self._picked
+        batches = self._batches + (1 if self._planner.finish() is not None else 0)
+        total = len(approx)
+        scale, margin, counted, method = 1.0, 0, 0, "bytes"
+        because: str | None = "offline: no ANTHROPIC_API_KEY"
+        if count_tokens is not None and picked:
+            try:
+                counts = [(approx[n], count_tokens(params)) for n, params in picked]
+            except OrchestratorError as exc:  # unreachable, refused...: an estimate all the same
+                because = f"the count-tokens endpoint failed: {exc}"
+            else:
+                scale, margin = _ratio(counts, total)
+                counted, method, because = len(counts), "count_tokens", None
+        input_tokens = round(sum(approx) * scale)
+        upper = (input_tokens + margin) / input_tokens if input_tokens else 1.0
+        low = high = 0.0
+        unpriced = 0
+        by_index = {index: name for name, index in self._names.items()}
+        for n in range(total):
+            price = prices.price_for(by_index[models[n]])
+            if price is None:
+                unpriced += 1
+                continue
+            tokens = round(approx[n] * scale)
+            low += estimate_cost_usd(price, tokens, 0)
+            high += estimate_cost_usd(price, math.ceil(tokens * upper), ceilings[n])
+        return CostEstimate(
+            items=total,
+            batches=batches,
+            input_tokens=input_tokens,
+            input_margin=margin,
+            counted=counted,
+            method=method,
+            output_ceiling=sum(ceilings),
+            usd_low=round(low, 6),
+            usd_high=round(high, 6),
+            unpriced_items=unpriced,
+            approximated_because=because,
+        )
 
 
 def _ratio(counts: list[tuple[int, int]], population: int) -> tuple[float, int]:
@@ -169,4 +201,4 @@ def _ratio(counts: list[tuple[int, int]], population: int) -> tuple[float, int]:
     return ratio, math.ceil(margin)
 
 
-__all__ = ["DEFAULT_SAMPLE", "CostEstimate", "estimate"]
+__all__ = ["DEFAULT_SAMPLE", "CostEstimate", "EstimateTally", "estimate"]

@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from importlib import resources
 from pathlib import Path
@@ -154,6 +154,13 @@ class ModelPrice:
     #: Rates for prompts above ``long_prompt_above`` input tokens (tiered models only).
     long_prompt_rates: TokenRates | None = None
     long_prompt_above: int | None = None
+    # Looked up per result and per item: computed once, from ``geo_multipliers``.
+    _geo: dict[str, float] = field(init=False, repr=False, compare=False)
+    _max_geo: float = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_geo", dict(self.geo_multipliers))
+        object.__setattr__(self, "_max_geo", max((m for _, m in self.geo_multipliers), default=1.0))
 
     def rates_for(self, total_input_tokens: int) -> TokenRates:
         """The rates that apply to a prompt of this many input tokens (all kinds)."""
@@ -165,11 +172,11 @@ class ModelPrice:
 
     def geo_multiplier(self, inference_geo: str | None) -> float:
         """1.1 for ``"us"`` on models that charge for it, else 1.0 (§9.1)."""
-        return dict(self.geo_multipliers).get(inference_geo or "", 1.0)
+        return self._geo.get(inference_geo or "", 1.0)
 
     @property
     def max_geo_multiplier(self) -> float:
-        return max((m for _, m in self.geo_multipliers), default=1.0)
+        return self._max_geo
 
 
 @dataclass(frozen=True, slots=True)

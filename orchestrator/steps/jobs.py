@@ -11,7 +11,7 @@ name in use is refused.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -28,6 +28,7 @@ from orchestrator.domain.spec import (
     load_spec,
 )
 from orchestrator.errors import BudgetExceededError, JobConflictError, JobNotFoundError, SpecError
+from orchestrator.estimate import EstimateTally
 from orchestrator.store.queries import Store
 from orchestrator.store.records import JobRecord, NewJob
 
@@ -67,8 +68,15 @@ def submit_loaded(
     *,
     api_version: str = DEFAULT_API_VERSION,
     name: str | None = None,
+    tally: EstimateTally | None = None,
+    before_commit: Callable[[], None] | None = None,
 ) -> tuple[JobRecord, bool]:
-    """Record the job of a loaded spec (or find it again). Returns (job, created)."""
+    """Record the job of a loaded spec (or find it again). Returns (job, created).
+
+    ``tally`` gathers the cost estimate from the same pass over the rows (``run``
+    reads a new job's data once); ``before_commit`` runs inside the job's transaction
+    once every row is recorded and checked (raising records nothing).
+    """
     spec = loaded.spec
     job_name = name or spec.name
     existing = store.find_job_by_name(job_name)
@@ -81,7 +89,9 @@ def submit_loaded(
         return existing, False
     estimate = Estimate()
     bad_rows = BadRows(display_path(spec.data_path), note="nothing was recorded")
-    items = _checked_items(loaded, store.store_tag(), prices, estimate, api_version, bad_rows)
+    items = _checked_items(
+        loaded, store.store_tag(), prices, estimate, api_version, bad_rows, tally
+    )
 
     def check_budget(item_count: int) -> None:
         bad_rows.raise_if_any()  # inside the transaction: raising rolls every item back
@@ -89,6 +99,8 @@ def submit_loaded(
             raise SpecError(
                 "the job has no items (the input file has no rows)", location=str(loaded.path)
             )
+        if before_commit is not None:
+            before_commit()
         if spec.budget_usd is not None and estimate.unpriced_models:
             raise BudgetExceededError(
                 f"{loaded.path}: budget_usd is set but {estimate.unpriced_models:,} item(s) use "
@@ -134,6 +146,7 @@ def _checked_items(
     estimate: Estimate,
     api_version: str,
     bad_rows: BadRows,
+    tally: EstimateTally | None = None,
 ) -> Iterator[ItemDraft]:
     """The good items, summing the estimate; bad rows (a request too big for a batch
     included) go to ``bad_rows``, which the caller raises before committing.
@@ -151,6 +164,8 @@ def _checked_items(
                     location=item_location(loaded, item),
                 )
             )
+            continue
+        if tally is not None and not tally.add(item, bad_rows):
             continue
         _add_estimate(estimate, item, prices)
         yield item

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+import sqlite3
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -128,8 +129,36 @@ def test_the_cli_estimates_and_run_dry_run_sends_nothing(
     assert over.returncode != 0
     assert "budget_usd is 0.00 but the estimate is up to" in over.stderr
     assert ledger(sim)["batches"] == []
-    assert not db.exists()  # nothing recorded either
+    # `run` reads the rows once, recording them and counting the estimate together; the
+    # job over budget is rolled back (the new store it created stays, with no job in it).
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT count(*) FROM jobs").fetchone() == (0,)
+        assert conn.execute("SELECT count(*) FROM items").fetchone() == (0,)
     assert SECRET_KEY not in shown.stdout + dry.stdout + over.stdout + over.stderr
+
+
+@pytest.mark.parametrize("budget", ["", "budget_usd = 50"])
+def test_run_shows_a_new_jobs_estimate_before_sending_and_not_when_resuming(
+    sim: SimulatorServer, tmp_path: Path, budget: str
+) -> None:
+    """With or without a budget (checked inside the job's transaction, or shown once
+    the job is committed), the counted estimate comes before the job is recorded and
+    sent; the run matches the estimate's items; a second run resumes without one."""
+    spec = big_spec(tmp_path, rows=60, extra=budget)
+    env = sim_env(sim, tmp_path / "store.db", COLUMNS="200")
+
+    first = cli(env, "run", str(spec), "--sample", "20")
+    again = cli(env, "run", str(spec))
+
+    assert first.returncode == 0, first.stderr
+    out = first.stdout
+    assert "extrapolated from 20 requests" in out
+    assert out.index("estimate for big (nothing sent)") < out.index("job big (id 1) recorded")
+    assert "job big (id 1) recorded: 60 items" in out
+    assert len(ledger(sim)["batches"]) == 1
+    assert again.returncode == 0, again.stderr
+    assert "estimate for" not in again.stdout
+    assert "job big (id 1) resuming: 60 items" in again.stdout
 
 
 def test_an_unreachable_endpoint_falls_back_to_bytes_and_says_why(tmp_path: Path) -> None:
