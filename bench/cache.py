@@ -1,12 +1,15 @@
 """Benchmark: the response cache and within-job dedupe on 100,000 items, 90 % repeats.
 
-Three jobs on one SQLite store, against an in-process simulator:
+Four jobs on one SQLite store, against an in-process simulator:
 
 1. ``distinct``: 10,000 distinct requests, run to the end (the answers the cache holds);
+   before it runs, the cache lookup in the still empty store is timed;
 2. ``cached``: 100,000 rows asking those same 10,000 questions ten times each, with
    ``dedupe = false``: the plan step's cache lookup answers all 100,000 from job 1;
 3. ``deduped``: 100,000 rows of which 90 % repeat an earlier row's params, with
-   ``cache = false``: recording chooses 10,000 leaders, planning sends only them.
+   ``cache = false``: recording chooses 10,000 leaders, planning sends only them;
+4. ``unseen``: 100,000 new questions: the cache lookup finds nothing to answer among
+   the 10,000 stored answers (timed alone).
 
 Before issue 13 the cache lookup was one correlated subquery per item, quadratic in
 repeats (10,000 identical items took 9 s, 100,000 over 19 minutes).
@@ -18,11 +21,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import tempfile
 import time
 from pathlib import Path
 
-from _common import write_rows, write_spec
+from _common import review_text, write_rows, write_spec
 
 from orchestrator.runner import drive, step_context
 from orchestrator.settings import load_settings
@@ -31,6 +35,7 @@ from orchestrator.steps.context import utcnow
 from orchestrator.steps.jobs import submit_spec
 from orchestrator.steps.plan import plan
 from orchestrator.store.engine import make_engine, upgrade
+from orchestrator.store.queries import Store
 
 
 def main() -> None:
@@ -56,6 +61,7 @@ def main() -> None:
                 first, _ = submit_spec(
                     ctx.store, write_spec(root, distinct_rows, "distinct"), utcnow(), ctx.prices
                 )
+                empty_s = _lookup_seconds(ctx.store, first.id, ctx.api.endpoint)
                 drive(ctx, first.id, lambda _r: None)
 
                 spec = write_spec(root, repeated_rows, "cached", extra="dedupe = false\n")
@@ -73,7 +79,17 @@ def main() -> None:
                 planned = plan(dataclasses.replace(ctx, job_id=third.id), utcnow())
                 planned_s = time.perf_counter() - started
                 sent = ctx.store.job_report(third.id).items
+
+                unseen_rows = root / "unseen.jsonl"
+                with unseen_rows.open("w", encoding="utf-8") as fh:
+                    for i in range(args.items):
+                        fh.write(json.dumps({"id": f"u{i}", "text": f"new {review_text(i)}"}))
+                        fh.write("\n")
+                spec = write_spec(root, unseen_rows, "unseen")
+                fourth, _ = submit_spec(ctx.store, spec, utcnow(), ctx.prices)
+                unseen_s = _lookup_seconds(ctx.store, fourth.id, ctx.api.endpoint)
     print(f"{args.items:,} items, {args.distinct:,} distinct params:")
+    print(f"cache lookup, {args.distinct:,} new items in an empty store: {empty_s:.3f} s")
     print(
         f"cache (dedupe = false): plan step {cached_s:.2f} s, {answered:,} answered "
         f"from the store ({report.details})"
@@ -82,6 +98,19 @@ def main() -> None:
         f"dedupe (cache = false): record {recorded_s:.2f} s, plan step {planned_s:.2f} s "
         f"({planned.details}); item states { ({str(s): n for s, n in sent.items()}) }"
     )
+    print(
+        f"cache lookup, {args.items:,} new items beside {args.distinct:,} stored answers: "
+        f"{unseen_s:.3f} s"
+    )
+
+
+def _lookup_seconds(store: Store, job_id: int, endpoint: str) -> float:
+    """The cache lookup alone, on a job none of whose items it can answer."""
+    started = time.perf_counter()
+    hits, _saved = store.apply_response_cache(job_id, utcnow(), endpoint)
+    seconds = time.perf_counter() - started
+    assert hits == 0, hits
+    return seconds
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from orchestrator.domain.contract import ENVELOPE_OVERHEAD, body_size, frame_body
+from orchestrator.domain.contract import ENVELOPE_OVERHEAD, frame_body
 from orchestrator.errors import SpecError
 
 #: What the API accepts as a custom_id (§3.2).
@@ -60,6 +60,17 @@ def request_bytes(custom_id: str, params_json: bytes) -> bytes:
         raise ValueError(f"invalid custom_id {custom_id!r}")
     # The pattern admits no character JSON would escape, so no encoder is needed.
     return b'{"custom_id":"' + custom_id.encode("ascii") + b'","params":' + params_json + b"}"
+
+
+#: Bytes of a request line besides its custom_id and params (see :func:`request_bytes`).
+REQUEST_FRAME_BYTES = len(b'{"custom_id":"","params":}')
+
+
+def request_size(custom_id: str, params_bytes: int) -> int:
+    """``len(request_bytes(custom_id, params))`` for params of ``params_bytes`` bytes,
+    without building the line. ``custom_id`` is one :func:`make_custom_id` made (ASCII,
+    so one byte a character); the line itself is checked when it is built."""
+    return REQUEST_FRAME_BYTES + len(custom_id) + params_bytes
 
 
 def create_body(lines: Iterable[bytes]) -> bytes:
@@ -106,7 +117,7 @@ class BatchPlanner:
         Returns the open batch, closed, when this request would push it over either
         limit; the request then starts the next batch.
         """
-        if body_size([size]) > self.max_bytes:
+        if ENVELOPE_OVERHEAD + size > self.max_bytes:  # body_size([size]): alone in a body
             raise RequestTooLargeForBatch(request_id, size, self.max_bytes)
         closed = None
         if self._ids and not self._fits(size):

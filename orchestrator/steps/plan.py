@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from orchestrator.domain.planning import BatchPlanner, PlannedBatch, make_custom_id, request_bytes
+from orchestrator.domain.planning import BatchPlanner, PlannedBatch, make_custom_id, request_size
 from orchestrator.steps.context import StepContext, StepReport, log, utcnow
 from orchestrator.store.records import JobRecord, Lease, PlannedRequest
 
-PAGE_ROWS = 1000
+#: Pending items read per transaction: ids, attempts and sizes only, a few dozen bytes each.
+PAGE_ROWS = 5000
 
 
 def plan(ctx: StepContext, now: datetime) -> StepReport:
@@ -47,16 +48,16 @@ def _plan_job(ctx: StepContext, lease: Lease, job: JobRecord, now: datetime) -> 
     planner = BatchPlanner(job.max_requests, job.max_bytes)
     open_requests: dict[int, PlannedRequest] = {}
     made, after = 0, 0
-    while page := ctx.store.pending_items(job.id, after, PAGE_ROWS):
-        for item in page:
-            attempt = item.attempts + 1
-            custom_id = make_custom_id(tag, item.id, attempt)
-            open_requests[item.id] = PlannedRequest(item.id, attempt, custom_id)
-            size = len(request_bytes(custom_id, item.params_json))
-            closed = planner.add(item.id, size)
+    # The planner needs each request's size, not its bytes: the store measures the params.
+    while page := ctx.store.pending_sizes(job.id, after, PAGE_ROWS):
+        for item_id, attempts, params_bytes in page:
+            attempt = attempts + 1
+            custom_id = make_custom_id(tag, item_id, attempt)
+            open_requests[item_id] = PlannedRequest(item_id, attempt, custom_id)
+            closed = planner.add(item_id, request_size(custom_id, params_bytes))
             if closed is not None:
                 made += _record(ctx, lease, closed, open_requests, now)
-        after = page[-1].id
+        after = page[-1][0]
     last = planner.finish()
     if last is not None:
         made += _record(ctx, lease, last, open_requests, now)

@@ -152,5 +152,5 @@ def _defer(ctx: StepContext, lease: Lease, exc: APIError, now: datetime) -> str:
 
 
 def _body_lines(ctx: StepContext, batch_id: int) -> Iterator[bytes]:
-    for line in ctx.store.request_lines(batch_id):
-        yield request_bytes(line.custom_id, line.params_json)
+    for custom_id, params_json in ctx.store.request_rows(batch_id):
+        yield request_bytes(custom_id, params_json)

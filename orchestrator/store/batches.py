@@ -30,6 +30,7 @@ from orchestrator.store._sql import (
     lease_free,
     lock_active_job,
 )
+from orchestrator.store.planning import params_utf8
 from orchestrator.store.records import BatchRecord, Lease, RemoteState, RequestLine
 from orchestrator.store.tables import Batch, BatchRequest, DuplicateBatch, Item
 
@@ -147,15 +148,25 @@ class BatchOps(StoreBase):
             return {str(r[0]): int(r[1]) for r in rows}
 
     def request_lines(self, batch_id: int) -> Iterator[RequestLine]:
-        """A batch's requests in order, read in short keyset pages (flat memory).
+        """A batch's requests in order, read in short pages (flat memory)."""
+        for custom_id, params_json in self.request_rows(batch_id):
+            yield RequestLine(custom_id, params_json)
 
-        Pages walk the primary key between the batch's first and last request:
-        with ``batch_id`` compared as ``batch_id + 0``, no index on ``batch_id``
-        can be chosen, for each of them (``(batch_id, item_id)``,
+    def request_rows(self, batch_id: int) -> Iterator[tuple[str, bytes]]:
+        """:meth:`request_lines` as ``(custom_id, params_json)`` pairs (what the create
+        body is made of, with no object per request).
+
+        Pages are windows of ``REQUEST_PAGE_ROWS`` ids of the primary key between
+        the batch's first and last request, each its own transaction. A window
+        bounds the work of a page on any plan: with ``id > after`` alone and a
+        LIMIT, PostgreSQL without statistics on a fresh table reads and sorts the
+        rest of the batch for every page (100 pages of a 100,000-request batch
+        took 12 s). With ``batch_id`` compared as ``batch_id + 0``, no index on
+        ``batch_id`` can be chosen, for each of them (``(batch_id, item_id)``,
         ``(batch_id, custom_id)``) would make the database fetch and sort the
-        whole batch for every page (SQLite does: 100 pages of a 100,000-request
-        batch took 5 s). A planned batch's requests are inserted together, so
-        its ids are contiguous and a page reads little else.
+        whole batch for every page (SQLite does). A planned batch's requests are
+        written by one transaction, so their ids are contiguous (on SQLite, which
+        serializes writers) or nearly so, and a window holds about a page.
         """
         with self._tx() as s:
             bounds: tuple[int | None, ...] = tuple(
@@ -165,28 +176,30 @@ class BatchOps(StoreBase):
                     )
                 ).one()
             )
+            params = params_utf8(s)
         first, last = bounds
         if first is None or last is None:
             return  # no requests
         after = first - 1
-        while True:
+        while after < last:
+            upto = min(after + REQUEST_PAGE_ROWS, last)
             with self._tx() as s:
-                rows = s.execute(
-                    select(BatchRequest.id, BatchRequest.custom_id, Item.params)
-                    .join(Item, Item.id == BatchRequest.item_id)
-                    .where(
-                        BatchRequest.id > after,
-                        BatchRequest.id <= last,
-                        BatchRequest.batch_id + 0 == batch_id,
+                rows = (
+                    s.connection()
+                    .execute(
+                        select(_REQUESTS.c.custom_id, _ITEMS.c.params if params is None else params)
+                        .join(_ITEMS, _ITEMS.c.id == _REQUESTS.c.item_id)
+                        .where(
+                            _REQUESTS.c.id > after,
+                            _REQUESTS.c.id <= upto,
+                            _REQUESTS.c.batch_id + 0 == batch_id,
+                        )
+                        .order_by(_REQUESTS.c.id)
                     )
-                    .order_by(BatchRequest.id)
-                    .limit(REQUEST_PAGE_ROWS)
-                ).all()
-            for row in rows:
-                yield RequestLine(row.custom_id, row.params)
-            if len(rows) < REQUEST_PAGE_ROWS:
-                return  # a short page: nothing is left up to the last request
-            after = rows[-1].id
+                    .all()
+                )
+            yield from rows
+            after = upto
 
     # -- the create ----------------------------------------------------------------------
 
@@ -403,6 +416,8 @@ def _of_job(job_id: int | None) -> tuple[Any, ...]:
 
 
 _BATCHES: Table = Batch.__table__  # type: ignore[assignment]
+_REQUESTS: Table = BatchRequest.__table__  # type: ignore[assignment]
+_ITEMS: Table = Item.__table__  # type: ignore[assignment]
 #: The columns ``_remote_fields`` sets.
 _REMOTE_COLUMNS = ("status", *REMOTE_BATCH_COLUMNS)
 #: ``update_remote_states``' statement, keyed on ``b_id``, every field a parameter

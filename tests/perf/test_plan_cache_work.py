@@ -9,6 +9,12 @@ items took 9 s, 100,000 more than 19 minutes).
 
 Four times the items may cost at most six times the work (linear gives about 4, the
 quadratic lookup gave 16), and the number of statements is the same for both sizes.
+
+The cache lookup starts from whichever side is smaller (the store's results or the
+job's never-sent items): each side is guarded, and with no result in the store the
+lookup costs the same for any number of items. Recording a planned batch (its items
+moved into it and its requests written) is guarded the same way: linear work in the
+same number of statements for 2,000 requests as for 8,000.
 """
 
 from __future__ import annotations
@@ -22,9 +28,21 @@ import pytest
 from sqlalchemy import event
 
 from orchestrator.domain.states import ItemStatus, ResultType
+from orchestrator.store import planning
 from orchestrator.store.engine import make_engine, upgrade
 from orchestrator.store.queries import Store
-from tests.unit.store.helpers import ENDPOINT, at, draft, ended_batch, make_job, resolve
+from orchestrator.store.records import PlannedRequest
+from tests.unit.store.helpers import (
+    ENDPOINT,
+    TTL,
+    at,
+    custom_id,
+    draft,
+    drafts,
+    ended_batch,
+    make_job,
+    resolve,
+)
 
 #: VM instructions per progress-handler call.
 STEP = 1000
@@ -107,3 +125,47 @@ def test_choosing_leaders_among_repeated_params_is_linear_work(
 
     growth = cost[LARGE] / max(cost[SMALL], 1)
     assert growth <= MAX_GROWTH, f"recording grew {growth:.1f}x for {LARGE // SMALL}x items"
+
+
+def test_the_cache_looked_up_from_the_items_side_is_linear_work(
+    measured: tuple[Store, Work], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The side a store with more results than the job's never-sent items takes.
+    monkeypatch.setattr(planning, "_cache_side", lambda _s, _job_id: "items")
+    test_the_cache_answers_repeated_params_in_linear_work(measured)
+
+
+def test_the_cache_work_does_not_grow_with_the_items_in_a_store_without_results(
+    measured: tuple[Store, Work],
+) -> None:
+    store, work = measured
+    cost: dict[int, int] = {}
+    for n in (SMALL, LARGE):
+        job = make_job(store, items=drafts(n), name=f"job{n}")
+        ticks = work.ticks
+        assert store.apply_response_cache(job.id, at(700), ENDPOINT) == (0, 0.0)
+        cost[n] = work.ticks - ticks
+
+    # Nothing to answer from: no lookup per item (4x the items would be 4x the work).
+    assert cost[LARGE] <= 2 * max(cost[SMALL], 1), f"{cost}"
+
+
+def test_recording_a_planned_batch_is_linear_work_in_a_fixed_number_of_statements(
+    measured: tuple[Store, Work],
+) -> None:
+    store, work = measured
+    cost: dict[int, tuple[int, int]] = {}
+    for n in (SMALL, LARGE):
+        job = make_job(store, items=drafts(n), name=f"job{n}")
+        pending = store.pending_items(job.id, 0, n)
+        requests = [PlannedRequest(p.id, 1, custom_id(store, p.id, 1)) for p in pending]
+        lease = store.claim_job(job.id, "planner", at(0), TTL)
+        assert lease is not None
+        ticks, statements = work.ticks, work.statements
+        assert store.add_planned_batch(lease, requests, 1000, at(1)) is not None
+        cost[n] = (work.ticks - ticks, work.statements - statements)
+        assert store.pending_items(job.id, 0, 10) == []
+
+    growth = cost[LARGE][0] / max(cost[SMALL][0], 1)
+    assert growth <= MAX_GROWTH, f"recording grew {growth:.1f}x for {LARGE // SMALL}x requests"
+    assert cost[LARGE][1] == cost[SMALL][1], "statements must not grow with the requests"

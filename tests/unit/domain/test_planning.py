@@ -16,6 +16,7 @@ from orchestrator.domain.planning import (
     make_custom_id,
     parse_custom_id,
     request_bytes,
+    request_size,
 )
 from orchestrator.errors import SpecError
 
@@ -50,6 +51,19 @@ def test_request_bytes_is_the_wire_line() -> None:
     line = request_bytes("t-1-1", PARAMS)
     assert line == b'{"custom_id":"t-1-1","params":' + PARAMS + b"}"
     assert orjson.loads(line) == {"custom_id": "t-1-1", "params": orjson.loads(PARAMS)}
+
+
+@pytest.mark.parametrize(
+    "params",
+    [PARAMS, '{"messages":[{"content":"héllo 日本語 🙂 \\"q\\""}]}'.encode(), b"{}"],
+    ids=["ascii", "utf8-and-escapes", "empty-object"],
+)
+@pytest.mark.parametrize(("item_id", "attempt"), [(1, 1), (10**12, 3), (10**21, 99)])
+def test_request_size_is_the_length_of_the_wire_line(
+    params: bytes, item_id: int, attempt: int
+) -> None:
+    custom_id = make_custom_id("k3f9", item_id, attempt)
+    assert request_size(custom_id, len(params)) == len(request_bytes(custom_id, params))
 
 
 def test_request_bytes_refuses_an_invalid_custom_id() -> None:

@@ -2,26 +2,34 @@
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
 from collections.abc import Callable
 from datetime import timedelta, timezone
+from typing import Any
 
 import pytest
+from sqlalchemy.orm import Session
 
 from orchestrator.domain.states import BatchStatus, ItemStatus, ResultType
+from orchestrator.store import planning as planning_module
 from orchestrator.store.queries import Store
-from orchestrator.store.records import Lease, PlannedRequest
+from orchestrator.store.records import Lease, PlannedRequest, RequestLine
 from tests.unit.store.helpers import (
     ALL_BATCH_STATUSES,
     COST,
     ENDPOINT,
     T0,
     TTL,
+    Draft,
     at,
     created_batch,
     custom_id,
     draft,
     end_batch,
     ended_batch,
+    item_batch_id,
     item_ids,
     item_statuses,
     make_job,
@@ -214,6 +222,55 @@ def test_the_cache_answers_only_from_the_same_endpoint_and_api_version(
     assert list(item_statuses(store, second.id).values()) == [ItemStatus.PENDING]
 
 
+@pytest.mark.parametrize(
+    ("earlier_items", "new_prompts", "side"),
+    [
+        # One stored answer, three never-sent items: grouped from the results.
+        pytest.param(1, ["question 0", "unseen", "also unseen"], "results", id="few-results"),
+        # Three stored answers, one never-sent item: looked up from the item.
+        pytest.param(3, ["question 0"], "items", id="few-items"),
+    ],
+)
+def test_the_cache_answers_the_same_from_either_side_of_the_lookup(
+    store: Store,
+    monkeypatch: pytest.MonkeyPatch,
+    earlier_items: int,
+    new_prompts: list[str],
+    side: str,
+) -> None:
+    first = make_job(store, earlier_items, name="first")
+    answered = ended_batch(store, first.id, [ResultType.SUCCEEDED] * earlier_items)
+    resolve(store, answered, [ItemStatus.SUCCEEDED] * earlier_items)
+    items = [draft(i, f"k{i}", prompt=prompt) for i, prompt in enumerate(new_prompts)]
+    second = make_job(store, name="second", items=items)
+    sides: list[str | None] = []
+    choose = planning_module._cache_side
+
+    def spy(s: Session, job_id: int) -> Any:
+        sides.append(choose(s, job_id))
+        return sides[-1]
+
+    monkeypatch.setattr(planning_module, "_cache_side", spy)
+
+    hits, saved = store.apply_response_cache(second.id, at(700), ENDPOINT)
+
+    assert sides == [side]
+    assert hits == 1
+    assert saved == pytest.approx(COST)
+    rows = [(row["key"], row["status"], row["text"]) for row in store.final_results(second.id)]
+    assert rows[0] == ("k0", ItemStatus.SUCCEEDED, f"answer to {answered.refs[0].custom_id}")
+    assert [status for _, status, _ in rows[1:]] == [ItemStatus.PENDING] * (len(rows) - 1)
+
+
+def test_the_cache_reads_nothing_more_in_a_store_without_results(store: Store) -> None:
+    job = make_job(store, 3)
+
+    assert store.apply_response_cache(job.id, at(700), ENDPOINT) == (0, 0.0)
+
+    assert set(item_statuses(store, job.id).values()) == {ItemStatus.PENDING}
+    assert store.get_job(job.id).cache_hits == 0
+
+
 # -- pending_items ----------------------------------------------------------------------
 
 
@@ -230,6 +287,38 @@ def test_pending_items_pages_through_pending_items_by_id(store: Store) -> None:
         after = page[-1].id
 
     assert pages == [[ids[0], ids[2]], [ids[3], ids[4]]]
+
+
+#: Prompts whose params hold multi-byte UTF-8 and JSON escapes (quotes, backslashes).
+AWKWARD_PROMPTS = ["plain", "héllo — 日本語 🙂", 'say "hi"\\n and \\u00e9', "tab\tnew\nline"]
+
+
+def utf8_draft(ordinal: int, prompt: str) -> Draft:
+    """Row ``ordinal`` with params as the spec writes them: UTF-8, not ASCII escapes."""
+    body = json.loads(draft(ordinal, prompt=prompt).params_json)
+    params = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+    return dataclasses.replace(
+        draft(ordinal), params_json=params, params_hash=hashlib.sha256(params).hexdigest()
+    )
+
+
+def test_pending_sizes_are_the_bytes_of_the_params_sent(store: Store) -> None:
+    items = [utf8_draft(i, prompt) for i, prompt in enumerate(AWKWARD_PROMPTS)]
+    items.append(utf8_draft(len(items), AWKWARD_PROMPTS[1]))  # a follower: not sent itself
+    job = make_job(store, items=items)
+
+    pages: list[list[tuple[int, int, int]]] = []
+    after = 0
+    while page := store.pending_sizes(job.id, after, 3):
+        pages.append([(item_id, attempts, size) for item_id, attempts, size in page])
+        after = page[-1][0]
+
+    pending = store.pending_items(job.id, 0, 100)
+    expected = [(p.id, p.attempts, len(p.params_json)) for p in pending]
+    assert [row for page in pages for row in page] == expected
+    assert [len(page) for page in pages] == [3, 1]
+    assert len(expected) == len(AWKWARD_PROMPTS)
+    assert {size for *_, size in expected} != {len(draft(0).params_json)}  # not all alike
 
 
 # -- add_planned_batch ------------------------------------------------------------------
@@ -322,3 +411,103 @@ def test_add_planned_batch_writes_nothing_when_an_item_is_no_longer_pending(
 
     assert store.batches(ALL_BATCH_STATUSES, job.id) == batches_before
     assert item_statuses(store, job.id) == items_before
+
+
+def test_add_planned_batch_keeps_the_order_and_custom_ids_it_is_given(store: Store) -> None:
+    job = make_job(store, 3)
+    params = {p.id: p.params_json for p in store.pending_items(job.id, 0, 10)}
+    lease = store.claim_job(job.id, "planner", T0, TTL)
+    assert lease is not None
+    requests = [PlannedRequest(i, 1, custom_id(store, i, 1)) for i in reversed(params)]
+
+    batch_id = store.add_planned_batch(lease, requests, 300, at(1))
+
+    assert batch_id is not None
+    refs = refs_of(store, batch_id)
+    assert [PlannedRequest(r.item_id, r.attempt, r.custom_id) for r in refs] == requests
+    assert list(store.request_lines(batch_id)) == [
+        RequestLine(r.custom_id, params[r.item_id]) for r in requests
+    ]
+
+
+@pytest.mark.parametrize("min_run", [1, 3, 1000], ids=["all-runs", "runs-and-lists", "all-lists"])
+def test_add_planned_batch_queues_runs_and_scattered_items_and_retries_alike(
+    store: Store, monkeypatch: pytest.MonkeyPatch, min_run: int
+) -> None:
+    monkeypatch.setattr(planning_module, "MIN_ID_RUN", min_run)
+    job = make_job(store, 9)
+    ids = item_ids(store, job.id)
+    # Items 0 and 1 were sent once and wait for their second attempt.
+    ended = ended_batch(store, job.id, [ResultType.ERRORED] * 2, ids[:2])
+    resolve(store, ended, [ItemStatus.PENDING] * 2)
+    # Items 0-4 (two attempt numbers), 6 and 8: a run, then ids with gaps.
+    chosen = [*ids[:5], ids[6], ids[8]]
+    attempts = {i: 2 if i in ids[:2] else 1 for i in chosen}
+    lease = store.claim_job(job.id, "planner", T0, TTL)
+    assert lease is not None
+    requests = [PlannedRequest(i, attempts[i], custom_id(store, i, attempts[i])) for i in chosen]
+
+    batch_id = store.add_planned_batch(lease, requests, 900, at(700))
+
+    assert batch_id is not None
+    refs = refs_of(store, batch_id)
+    assert [PlannedRequest(r.item_id, r.attempt, r.custom_id) for r in refs] == requests
+    rows = {int(row["item_id"]): row for row in store.final_results(job.id)}
+    for item_id in ids:
+        row = rows[item_id]
+        expected: tuple[ItemStatus, int, str | None]
+        if item_id in attempts:
+            expected = (
+                ItemStatus.QUEUED,
+                attempts[item_id],
+                custom_id(store, item_id, attempts[item_id]),
+            )
+        else:
+            expected = (ItemStatus.PENDING, 0, None)
+        assert (row["status"], row["attempts"], row["custom_id"]) == expected
+    assert item_batch_id(store, ids[0]) == batch_id
+    assert item_batch_id(store, ids[5]) is None
+
+
+@pytest.mark.parametrize(
+    "take_item",
+    [
+        pytest.param(_queued_elsewhere, id="queued-in-another-batch"),
+        pytest.param(_canceled, id="canceled-with-its-job"),
+    ],
+)
+def test_add_planned_batch_writes_nothing_when_an_item_inside_a_run_changed(
+    store: Store, monkeypatch: pytest.MonkeyPatch, take_item: Callable[[Store, Lease, int], None]
+) -> None:
+    monkeypatch.setattr(planning_module, "MIN_ID_RUN", 2)  # the three ids move as one range
+    job = make_job(store, 3)
+    ids = item_ids(store, job.id)
+    lease = store.claim_job(job.id, "planner", T0, TTL)
+    assert lease is not None
+    take_item(store, lease, ids[1])
+    batches_before = store.batches(ALL_BATCH_STATUSES, job.id)
+    items_before = item_statuses(store, job.id)
+    requests = [PlannedRequest(i, 1, custom_id(store, i, 1)) for i in ids]
+
+    assert store.add_planned_batch(lease, requests, 100, at(2)) is None
+
+    assert store.batches(ALL_BATCH_STATUSES, job.id) == batches_before
+    assert item_statuses(store, job.id) == items_before
+
+
+def test_add_planned_batch_writes_nothing_when_an_item_was_retried_since_it_was_read(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(planning_module, "MIN_ID_RUN", 2)
+    job = make_job(store, 3)
+    ids = item_ids(store, job.id)
+    ended = ended_batch(store, job.id, [ResultType.ERRORED], ids[1:2])
+    resolve(store, ended, [ItemStatus.PENDING])  # pending again, but at attempt 1 now
+    lease = store.claim_job(job.id, "planner", T0, TTL)
+    assert lease is not None
+    stale = [PlannedRequest(i, 1, custom_id(store, i, 1)) for i in ids]  # read before the retry
+
+    assert store.add_planned_batch(lease, stale, 100, at(700)) is None
+
+    assert set(item_statuses(store, job.id).values()) == {ItemStatus.PENDING}
+    assert [p.attempts for p in store.pending_items(job.id, 0, 10)] == [0, 1, 0]

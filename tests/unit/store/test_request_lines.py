@@ -4,16 +4,22 @@ whole batch for each of them."""
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
+import sqlite3
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import event
+from sqlalchemy import event, text
 
 from orchestrator.store import batches as batches_module
+from orchestrator.store.engine import make_engine, upgrade
 from orchestrator.store.queries import Store
 from orchestrator.store.records import RequestLine
-from tests.unit.store.helpers import custom_id, make_job, plan_batch
+from tests.unit.store.helpers import Draft, custom_id, draft, make_job, plan_batch
 
 
 @pytest.fixture
@@ -25,9 +31,26 @@ def store(store_url: str) -> Iterator[Store]:
         opened.close()
 
 
-def planned(store: Store, name: str, items: int) -> tuple[int, list[RequestLine]]:
-    """A planned batch of a new job's items, and the lines it must stream."""
-    job = make_job(store, items, name=name)
+#: Prompts whose params hold multi-byte UTF-8 and JSON escapes (quotes, backslashes).
+AWKWARD_PROMPTS = ["plain", "héllo — 日本語 🙂", 'say "hi"\\n and \\u00e9', "tab\tnew\nline"]
+
+
+def utf8_draft(ordinal: int, prompt: str) -> Draft:
+    """Row ``ordinal`` with params as the spec writes them: UTF-8, not ASCII escapes."""
+    body = json.loads(draft(ordinal, prompt=prompt).params_json)
+    params = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+    return dataclasses.replace(
+        draft(ordinal), params_json=params, params_hash=hashlib.sha256(params).hexdigest()
+    )
+
+
+def planned(
+    store: Store, name: str, items: int, prompts: list[str] | None = None
+) -> tuple[int, list[RequestLine]]:
+    """A planned batch of a new job's items (with these prompts), and the lines it must
+    stream."""
+    drafts = None if prompts is None else [utf8_draft(i, p) for i, p in enumerate(prompts)]
+    job = make_job(store, items, name=name, items=drafts)
     pending = store.pending_items(job.id, 0, 100)
     batch = plan_batch(store, job.id)
     return batch, [RequestLine(custom_id(store, p.id), p.params_json) for p in pending]
@@ -73,3 +96,60 @@ def test_pages_walk_the_primary_key_without_sorting_the_batch(
     details = " | ".join(str(row[-1]) for row in plan)
     assert "INTEGER PRIMARY KEY" in details, details
     assert "TEMP B-TREE" not in details, details
+
+
+def test_lines_carry_the_stored_params_byte_for_byte(store: Store) -> None:
+    batch, lines = planned(store, "job", 0, AWKWARD_PROMPTS)
+
+    streamed = list(store.request_lines(batch))
+
+    assert streamed == lines
+    assert "日本語".encode() in streamed[1].params_json
+    assert b'\\"hi\\"' in streamed[2].params_json  # the JSON escapes, not what they stand for
+
+
+def test_a_batch_interleaved_with_another_streams_only_its_own_requests_in_order(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Two planners writing at once on PostgreSQL may interleave their batches' request
+    # ids; here the ids are spread apart by hand, wider than a page.
+    monkeypatch.setattr(batches_module, "REQUEST_PAGE_ROWS", 2)
+    batch, lines = planned(store, "this", 5)
+    other, other_lines = planned(store, "other", 5)
+    with store.engine.begin() as conn:
+        for which, offset in ((batch, 1000), (other, 1005)):
+            conn.execute(
+                text("UPDATE batch_requests SET id = id * 10 + :offset WHERE batch_id = :b"),
+                {"offset": offset, "b": which},
+            )
+
+    assert list(store.request_lines(batch)) == lines
+    assert list(store.request_lines(other)) == other_lines
+
+
+def test_a_sqlite_store_in_utf16_plans_and_streams_the_same_bytes(tmp_path: Path) -> None:
+    # SQLite keeps text in the encoding the file was created with; the sizes and lines
+    # are then made here from the text instead of by the database.
+    path = tmp_path / "utf16.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute("PRAGMA encoding = 'UTF-16le'")
+        conn.execute("CREATE TABLE fix_the_encoding (x)")
+        conn.execute("DROP TABLE fix_the_encoding")
+    conn.close()
+    engine = make_engine(f"sqlite:///{path}")
+    upgrade(engine)
+    engine.dispose()
+    store = Store.open(f"sqlite:///{path}")
+    try:
+        with store.engine.connect() as check:
+            assert check.execute(text("PRAGMA encoding")).scalar() == "UTF-16le"
+        items = [utf8_draft(i, p) for i, p in enumerate(AWKWARD_PROMPTS)]
+        job = make_job(store, items=items)
+        pending = store.pending_items(job.id, 0, 100)
+        sizes = store.pending_sizes(job.id, 0, 100)
+        batch, lines = planned(store, "streamed", 0, AWKWARD_PROMPTS)
+
+        assert sizes == [(p.id, p.attempts, len(p.params_json)) for p in pending]
+        assert list(store.request_lines(batch)) == lines
+    finally:
+        store.close()
