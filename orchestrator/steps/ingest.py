@@ -20,6 +20,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
+from operator import itemgetter
 from typing import Any, NamedTuple
 
 import orjson
@@ -78,6 +79,8 @@ UNREADABLE_RESULT = "unreadable_result"
 
 
 _CUSTOM_ID_FIELD = re.compile(rb'"custom_id"\s*:\s*"([A-Za-z0-9_-]{1,64})"')
+#: A row's custom_id (``ResultValues.custom_id``).
+_CUSTOM_ID_OF_ROW = itemgetter(2)
 
 
 class _LeaseLost(Exception):
@@ -304,8 +307,14 @@ def _routed(
     routes: Mapping[str, Route] | RouteTable,
     quarantine: list[QuarantineLine],
 ) -> list[ResultValues]:
-    """The rows of the lines that are requests of this batch; the others are added to
-    ``quarantine``."""
+    """The rows of the lines that are requests of this batch, in custom_id order; the
+    others are added to ``quarantine``.
+
+    In custom_id order, the order of the results' unique index (batch_id, custom_id)
+    and nearly that of their item index: lines come in random order, and inserted as
+    they come each row would land on an index page of its own, read and written back
+    row after row. The sort is stable: of two lines of one request, the first is still
+    the one stored."""
     rows: list[ResultValues] = []
     make = ResultValues._make
     for line in parsed:
@@ -315,6 +324,7 @@ def _routed(
             quarantine.append(_quarantine(batch_id, line.line_no, line.raw, line.custom_id, error))
             continue
         rows.append(make((batch_id, route.item_id, line.custom_id, route.attempt, *line.tail)))
+    rows.sort(key=_CUSTOM_ID_OF_ROW)
     return rows
 
 
@@ -402,31 +412,35 @@ def _succeeded(message: Mapping[str, Any], prices: PriceTable, answers: Answers 
     output = invalid = None
     if answers is not None:
         output, invalid = answers.read(content, stop_reason)
+    # Positionally, in ``_Tail``'s order (a call by keyword costs three times as much).
     return _Tail(
-        result_type=ResultType.SUCCEEDED,
-        message_id=message["id"],
-        model=message["model"],
-        stop_reason=stop_reason,
-        stop_sequence=message.get("stop_sequence"),
-        # All text blocks' text, in order (``api.models.Message.text``).
-        text="".join(
+        ResultType.SUCCEEDED,
+        message["id"],
+        message["model"],
+        stop_reason,
+        message.get("stop_sequence"),
+        # text: all text blocks' text, in order (``api.models.Message.text``).
+        "".join(
             block["text"]
             for block in content
             if block.get("type") == "text" and isinstance(block.get("text"), str)
         ),
-        content=orjson.dumps(content).decode(),
-        output=output,
-        output_error=invalid,
-        input_tokens=usage["input_tokens"],
-        output_tokens=usage["output_tokens"],
-        cache_creation_input_tokens=usage.get("cache_creation_input_tokens"),
-        cache_read_input_tokens=usage.get("cache_read_input_tokens"),
-        cache_creation_5m_input_tokens=split.get("ephemeral_5m_input_tokens") if split else None,
-        cache_creation_1h_input_tokens=split.get("ephemeral_1h_input_tokens") if split else None,
-        service_tier=usage.get("service_tier"),
-        inference_geo=usage.get("inference_geo"),
-        # Only succeeded results are billed (§5.4); an unpriced model costs NULL, not 0.
-        cost_usd=cost_usd(_usage_counts(usage), price) if price is not None else None,
+        orjson.dumps(content).decode(),
+        output,
+        invalid,
+        usage["input_tokens"],
+        usage["output_tokens"],
+        usage.get("cache_creation_input_tokens"),
+        usage.get("cache_read_input_tokens"),
+        split.get("ephemeral_5m_input_tokens") if split else None,
+        split.get("ephemeral_1h_input_tokens") if split else None,
+        usage.get("service_tier"),
+        usage.get("inference_geo"),
+        None,  # error_type
+        None,  # error_message
+        # cost_usd: only succeeded results are billed (§5.4); an unpriced model costs
+        # NULL, not 0.
+        cost_usd(_usage_counts(usage), price) if price is not None else None,
     )
 
 

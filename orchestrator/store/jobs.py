@@ -20,6 +20,7 @@ from orchestrator.domain.states import (
 )
 from orchestrator.errors import JobNotFoundError, SpecError
 from orchestrator.store._sql import StoreBase, count, job_record, lock_active_job
+from orchestrator.store.bulk import insert_rows
 from orchestrator.store.records import ItemLike, JobRecord, NewJob
 from orchestrator.store.tables import Batch, Item, Job
 from orchestrator.store.views import create_job_view, free_view_name
@@ -84,10 +85,8 @@ class JobOps(StoreBase):
             seen: dict[str, None] = {}
             for chunk in chunked(items, ITEM_CHUNK_ROWS):
                 _check_duplicate_keys(s, job.id, chunk, new.spec_path)
-                # Core, not the ORM's bulk path: a plain executemany per chunk.
-                s.connection().execute(
-                    _ITEMS.insert(), [_item_row(job.id, it, now) for it in chunk]
-                )
+                # Core's executemany per chunk on SQLite, COPY on PostgreSQL (store/bulk.py).
+                insert_rows(s.connection(), _ITEMS, [_item_row(job.id, it, now) for it in chunk])
                 for it in chunk:
                     seen.update(dict.fromkeys(it.columns))
                 total += len(chunk)

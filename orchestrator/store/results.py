@@ -2,37 +2,36 @@
 
 from __future__ import annotations
 
-import time
 from array import array
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import fields
-from datetime import datetime, timedelta
-from functools import cache, lru_cache
+from datetime import datetime
+from functools import cache
 from operator import attrgetter, itemgetter
-from typing import Any, TypeVar
+from typing import Any
 
 from sqlalchemy import (
     Connection,
     Dialect,
+    FromClause,
     Select,
     String,
     Table,
     and_,
-    bindparam,
     exists,
     func,
     null,
     select,
     text,
     union,
-    update,
 )
 from sqlalchemy.orm import Session
 
 from orchestrator.domain.planning import make_custom_id
 from orchestrator.domain.states import BatchStatus, ItemStatus, ResultType
-from orchestrator.store._sql import StoreBase, count, held
+from orchestrator.store._sql import StoreBase, held
+from orchestrator.store.bulk import driver_value, insert_values
 from orchestrator.store.records import (
     Lease,
     QuarantineLine,
@@ -43,137 +42,33 @@ from orchestrator.store.records import (
     Route,
     RouteTable,
 )
+from orchestrator.store.result_writer import ResultWriter, route_custom_ids_in
 from orchestrator.store.tables import Batch, BatchRequest, Item, Meta, Quarantine, Result
 
-T = TypeVar("T")
 _ITEMS: Table = Item.__table__  # type: ignore[assignment]
 _RESULTS: Table = Result.__table__  # type: ignore[assignment]
 _REQUESTS: Table = BatchRequest.__table__  # type: ignore[assignment]
 _QUARANTINE: Table = Quarantine.__table__  # type: ignore[assignment]
 _RESULT_COLUMNS = tuple(f.name for f in fields(ResultRow))
 _QUARANTINE_COLUMNS = tuple(f.name for f in fields(QuarantineLine))
+#: A result's key: one result per request of a batch (the unique constraint).
+_RESULT_KEY = ("batch_id", "custom_id")
 #: A ResultRow's values as a tuple, in ``_RESULT_COLUMNS`` order (one C call a row).
 _result_values = attrgetter(*_RESULT_COLUMNS)
 #: On PostgreSQL, a batch of this many requests or more refreshes the planner's
 #: statistics before its items are resolved (``resolve_succeeded``).
 ANALYZE_FROM_REQUESTS = 1000
+#: What is sampled then: the columns the resolving statements and the finished-job
+#: check filter, join and group on.
+ANALYZE_BEFORE_RESOLVE = (
+    "ANALYZE results (batch_id, custom_id, item_id, result_type, output_error), "
+    "batch_requests (batch_id, item_id, custom_id), items (id, job_id, batch_id, status)"
+)
 #: Requests read a query when a batch's routes are loaded (``batch_routes``).
 ROUTE_PAGE_ROWS = 10_000
-#: Result rows a SQLite INSERT statement carries (24 parameters each: SQLite allows
-#: 32,766 a statement).
-SQLITE_ROWS_PER_INSERT = 500
 #: What replaces a NUL character, which PostgreSQL text can't hold (the exact
 #: content stays in ``results.content``, JSON-escaped).
 NUL_REPLACEMENT = "\ufffd"
-
-
-class ResultWriter:
-    """Stores one leased batch's results chunk after chunk, in transactions that span
-    several chunks (:meth:`ResultOps.result_writer`).
-
-    Committing each chunk of 1,000 lines costs more than inserting it: every commit
-    writes again the index pages the chunk touched, and lines come in random order,
-    so that is nearly all of them. Fewer commits, same guarantees: each chunk checks
-    the lease before it is written, as ``upsert_results`` does, the lease is extended
-    in the very transaction that commits, and a line stored twice is still stored once.
-
-    An open transaction holds SQLite's write lock, so the caller commits before
-    anything that may wait (the next bytes of the download) and makes no other store
-    call meanwhile (on SQLite, it would wait for this very lock).
-    """
-
-    def __init__(self, store: ResultOps, lease: Lease) -> None:
-        self._store = store
-        self._lease = lease
-        self._tx: AbstractContextManager[Session] | None = None
-        self._session: Session | None = None
-        self._opened_at = 0.0
-        #: Rows and quarantined lines written since the last commit.
-        self.pending = 0
-
-    @property
-    def open_s(self) -> float:
-        """Seconds the current transaction has been open (0: none is)."""
-        return time.monotonic() - self._opened_at if self._tx is not None else 0.0
-
-    def route(self, custom_ids: Sequence[str]) -> dict[str, Route]:
-        """``ResultOps.route_custom_ids`` for this batch, in this writer's transaction."""
-        return self._run(lambda s: _route(s, self._lease.row_id, custom_ids))
-
-    def store(
-        self, rows: Sequence[ResultRow | ResultValues], quarantine: Sequence[QuarantineLine]
-    ) -> bool:
-        """``ResultOps.upsert_results``, uncommitted. False if the lease was lost."""
-        stored = self._run(lambda s: self._store._store_chunk(s, self._lease, rows, quarantine))
-        self.pending += len(rows) + len(quarantine)
-        return stored
-
-    def commit(self, now: datetime, ttl_s: float) -> bool:
-        """Extend the lease to ``now + ttl_s`` and commit. False if the lease was lost:
-        then nothing since the last commit is kept."""
-        if self._tx is not None:
-            extended = self._run(
-                lambda s: count(
-                    s.execute(
-                        update(Batch)
-                        .where(held(Batch, self._lease))
-                        .values(lease_expires_at=now + timedelta(seconds=ttl_s))
-                    )
-                )
-            )
-            if not extended:
-                self.abandon(None)
-                return False
-            self._end(None)
-        self.pending = 0
-        return True
-
-    def finish(self) -> None:
-        """Commit what is left, the lease as it is (the block ended cleanly)."""
-        if self._tx is not None:
-            self._end(None)
-        self.pending = 0
-
-    def abandon(self, exc: BaseException | None) -> None:
-        """Roll back what was not committed (``exc``: why, if the block raised)."""
-        if self._tx is not None:
-            self._end(exc or _Abandoned())
-        self.pending = 0
-
-    def _run(self, work: Callable[[Session], T]) -> T:
-        if self._tx is None:
-            # ``_tx`` is entered and left by hand, so that a transaction can outlive one
-            # call and errors are still mapped exactly as for every store operation.
-            self._tx = self._store._tx()
-            self._session = self._tx.__enter__()
-            self._opened_at = time.monotonic()
-        assert self._session is not None
-        try:
-            return work(self._session)
-        except BaseException as exc:
-            self._end(exc)
-            raise
-
-    def _end(self, exc: BaseException | None) -> None:
-        tx, self._tx, self._session = self._tx, None, None
-        if tx is not None:
-            # Commits (no exception) or rolls back; raises the mapped store error.
-            tx.__exit__(type(exc) if exc else None, exc, exc.__traceback__ if exc else None)
-
-
-class _Abandoned(Exception):
-    """Rolls back a writer's transaction that nothing went wrong in (its lease was lost)."""
-
-
-def _route(s: Session, batch_id: int, custom_ids: Sequence[str]) -> dict[str, Route]:
-    if not custom_ids:
-        return {}
-    rows = s.connection().execute(
-        select(_REQUESTS.c.custom_id, _REQUESTS.c.item_id, _REQUESTS.c.attempt).where(
-            _REQUESTS.c.batch_id == batch_id, _REQUESTS.c.custom_id.in_(custom_ids)
-        )
-    )
-    return {custom_id: Route(item, attempt) for custom_id, item, attempt in rows.all()}
 
 
 def _custom_id_of(tag: str, item: int, attempt: int) -> str | None:
@@ -181,11 +76,6 @@ def _custom_id_of(tag: str, item: int, attempt: int) -> str | None:
         return make_custom_id(tag, item, attempt)
     except ValueError:  # not a custom_id this store could have made
         return None
-
-
-def _mark(dialect: Dialect) -> str:
-    """The driver's positional parameter marker."""
-    return {"qmark": "?", "format": "%s", "pyformat": "%s"}[dialect.paramstyle]
 
 
 def _text_limits(table: Table) -> dict[str, int | None]:
@@ -215,7 +105,7 @@ class ResultOps(StoreBase):
     def route_custom_ids(self, batch_id: int, custom_ids: Sequence[str]) -> dict[str, Route]:
         """custom_id -> (item, attempt) for the ids that belong to this batch."""
         with self._tx() as s:
-            return _route(s, batch_id, custom_ids)
+            return route_custom_ids_in(s, batch_id, custom_ids)
 
     def batch_routes(self, batch_id: int) -> RouteTable | None:
         """All of this batch's routes in one pass (pages of ``ROUTE_PAGE_ROWS``), so a
@@ -259,11 +149,14 @@ class ResultOps(StoreBase):
         the block ends is committed, or rolled back if the block raised."""
         writer = ResultWriter(self, lease)
         try:
-            yield writer
-        except BaseException as exc:
-            writer.abandon(exc)
-            raise
-        writer.finish()
+            try:
+                yield writer
+            except BaseException as exc:
+                writer.abandon(exc)
+                raise
+            writer.finish()
+        finally:
+            writer.close()
 
     def _store_chunk(
         self,
@@ -285,26 +178,20 @@ class ResultOps(StoreBase):
         return True
 
     def _insert_results(self, s: Session, rows: Sequence[ResultRow | ResultValues]) -> None:
-        """INSERT ... ON CONFLICT DO NOTHING of result rows, handed to the driver as
-        plain tuples: the rows are typed already, and SQLAlchemy's per-row parameter
-        processing would cost more than the insert itself."""
-        if not rows:
-            return
-        params = [_result_params(r) for r in rows]
-        dialect = self.engine.dialect
-        if dialect.name == "postgresql":
-            # One statement a chunk, a column per array: a row-by-row INSERT pays the
-            # server's per-statement work 1,000 times over.
-            columns = [list(column) for column in zip(*params, strict=True)]
-            s.connection().exec_driver_sql(_results_unnest_sql(dialect), tuple(columns))
-        else:
-            # A few hundred rows a statement: SQLite runs each statement in one call
-            # that lets go of the GIL, where row by row it is taken back after each row.
-            conn = s.connection()
-            for start in range(0, len(params), SQLITE_ROWS_PER_INSERT):
-                part = params[start : start + SQLITE_ROWS_PER_INSERT]
-                flat = [value for row in part for value in row]
-                conn.exec_driver_sql(_results_insert_sql(dialect, len(part)), tuple(flat))
+        """Store result rows, a line stored already (or twice here) stored once: the
+        first one stands. The rows are typed already and go to the driver as plain
+        tuples (``bulk.insert_values``: COPY on PostgreSQL, a few statements a chunk on
+        SQLite); SQLAlchemy's per-row parameter processing would cost more than the
+        insert itself."""
+        if rows:
+            insert_values(
+                s.connection(),
+                _RESULTS,
+                _RESULT_COLUMNS,
+                [_result_params(r) for r in rows],
+                skip_stored=_RESULT_KEY,
+                processed=True,
+            )
 
     def store_duplicate_results(self, rows: Sequence[ResultRow]) -> None:
         """Results of a duplicate that proved ours, kept beside the adopted batch's (a
@@ -376,8 +263,11 @@ class ResultOps(StoreBase):
                 # often, of the requests planned a minute ago): it would take this
                 # batch's results for a handful and look them all up again for every
                 # item (quadratic: minutes for 100,000). Sampling costs a fraction of
-                # a second; the paged reads that follow rely on it too.
-                s.execute(text("ANALYZE results, batch_requests, items"))
+                # a second; the paged reads that follow rely on it too. Only the columns
+                # these statements filter and join on: the wide text of results (the
+                # answers) would cost as much again to sample, for statistics nothing
+                # here reads (the other columns keep theirs until autovacuum's ANALYZE).
+                s.execute(text(ANALYZE_BEFORE_RESOLVE))
             s.connection().execute(
                 _ITEMS.update()
                 .where(
@@ -401,21 +291,35 @@ class ResultOps(StoreBase):
     def unresolved_refs(self, batch_id: int, after: str, limit: int) -> list[RequestRef]:
         """A page of ``request_refs`` for the items still queued in this batch, keyset
         on custom_id: the (batch_id, custom_id) index's order, so each page reads only
-        its own rows (``after``: the previous page's last custom_id, "" first)."""
-        items = _ITEMS
+        its own rows (``after``: the previous page's last custom_id, "" first).
+
+        The page is chosen first, requests and items alone, and only its rows are
+        joined with their results: results rows are wide (the answer twice, as text and
+        as content), and joined first, every request read on the way (most are resolved
+        already, by ``resolve_succeeded``) would read its result too."""
+        items, requests = _ITEMS, _REQUESTS
+        page = (
+            select(
+                requests.c.id,
+                requests.c.batch_id,
+                requests.c.item_id,
+                requests.c.attempt,
+                requests.c.custom_id,
+            )
+            .join(items, items.c.id == requests.c.item_id)
+            .where(
+                requests.c.batch_id == batch_id,
+                requests.c.custom_id > after,
+                items.c.batch_id == batch_id,
+                items.c.status == ItemStatus.QUEUED,
+            )
+            .order_by(requests.c.custom_id)
+            .limit(limit)
+            .subquery("page")
+        )
         with self._tx() as s:
             conn = s.connection()
-            rows = conn.execute(
-                _refs(conn, batch_id)
-                .join(items, items.c.id == _REQUESTS.c.item_id)
-                .where(
-                    _REQUESTS.c.custom_id > after,
-                    items.c.batch_id == batch_id,
-                    items.c.status == ItemStatus.QUEUED,
-                )
-                .order_by(_REQUESTS.c.custom_id)
-                .limit(limit)
-            ).all()
+            rows = conn.execute(_refs(conn, batch_id, page).order_by(page.c.custom_id)).all()
             return [_request_ref(r) for r in rows]
 
     def resolve_items(self, lease: Lease, resolutions: Sequence[Resolution], now: datetime) -> bool:
@@ -423,23 +327,25 @@ class ResultOps(StoreBase):
         with self._tx() as s:
             if not s.execute(select(Batch.id).where(held(Batch, lease))).first():
                 return False
-            if resolutions:
-                s.connection().execute(
-                    _ITEMS.update()
-                    .where(
-                        _ITEMS.c.id == bindparam("item"),
-                        _ITEMS.c.batch_id == lease.row_id,
-                        _ITEMS.c.status == ItemStatus.QUEUED,
-                    )
-                    .values(
-                        status=bindparam("new_status"),
-                        final_result_id=bindparam("result"),
-                        batch_id=bindparam("new_batch"),
-                        error_type=bindparam("etype"),
-                        error_message=bindparam("emsg"),
-                        updated_at=now,
-                    ),
-                    [_resolution_params(r, lease.row_id) for r in resolutions],
+            if not resolutions:
+                return True
+            params = [_resolution_params(r, lease.row_id) for r in resolutions]
+            dialect = self.engine.dialect
+            updated_at = driver_value(dialect, _ITEMS, "updated_at", now)
+            if self.dialect == "postgresql":
+                # One statement for the page, its values as arrays: row by row, each
+                # UPDATE is parsed, planned and run apart (pipelined, still 1,000 times).
+                arrays = (list(column) for column in zip(*params, strict=True))
+                s.connection().exec_driver_sql(
+                    _resolve_unnest_sql(dialect), (updated_at, *arrays, lease.row_id)
+                )
+            else:
+                # The driver's executemany of plain tuples: Core would process the
+                # same time and the row's status again for every row (a quarter of the
+                # time this took).
+                s.connection().exec_driver_sql(
+                    _resolve_sqlite_sql(dialect),
+                    [(*p, updated_at, lease.row_id) for p in params],
                 )
             return True
 
@@ -472,44 +378,23 @@ class ResultOps(StoreBase):
         )
 
 
-@lru_cache(maxsize=64)
-def _results_insert_sql(dialect: Dialect, rows: int) -> str:
-    """The INSERT of ``rows`` result rows (``_RESULT_COLUMNS``, positional) in the
-    driver's own parameter style; a conflicting line is the same line read again."""
-    mark = _mark(dialect)
-    quote = dialect.identifier_preparer.quote
-    one = f"({', '.join([mark] * len(_RESULT_COLUMNS))})"
-    return (
-        f"INSERT INTO {quote(_RESULTS.name)} ({', '.join(quote(c) for c in _RESULT_COLUMNS)}) "
-        f"VALUES {', '.join([one] * rows)} "
-        "ON CONFLICT (batch_id, custom_id) DO NOTHING"
-    )
-
-
-@cache
-def _results_unnest_sql(dialect: Dialect) -> str:
-    """PostgreSQL: the INSERT of a chunk of result rows given as one array a column."""
-    quote = dialect.identifier_preparer.quote
-    arrays = ", ".join(
-        f"%b::{_RESULTS.c[name].type.compile(dialect=dialect)}[]" for name in _RESULT_COLUMNS
-    )
-    return (
-        f"INSERT INTO {quote(_RESULTS.name)} ({', '.join(quote(c) for c in _RESULT_COLUMNS)}) "
-        f"SELECT * FROM unnest({arrays}) "
-        "ON CONFLICT (batch_id, custom_id) DO NOTHING"
-    )
-
-
 def _result_params(row: ResultRow | ResultValues) -> tuple[Any, ...]:
     """The driver parameters of one result row, made storable as ``_values`` makes
-    them (NUL replaced, cut to the column's length) but checked in a few C-level
-    calls, and copied only when a string needs it. (The result type goes as the enum:
-    both drivers bind a ``StrEnum`` as its value, as the ORM path always did.)"""
+    them (NUL replaced, cut to the column's length) but only checked, and copied only
+    when a string needs it. (The result type goes as the enum: both drivers bind a
+    ``StrEnum`` as its value, as the ORM path always did.)"""
     values: tuple[Any, ...] = row if isinstance(row, tuple) else _result_values(row)
-    if "\x00" not in "".join(filter(None, _result_strings(values))) and not any(
-        values[i] is not None and len(values[i]) > limit for i, limit in _RESULT_BOUNDED
-    ):
-        return values
+    for value in _result_strings(values):
+        if value is not None and "\x00" in value:
+            return _storable_values(values)
+    for i, limit in _RESULT_BOUNDED:
+        value = values[i]
+        if value is not None and len(value) > limit:
+            return _storable_values(values)
+    return values
+
+
+def _storable_values(values: tuple[Any, ...]) -> tuple[Any, ...]:
     return tuple(
         _storable(value, _RESULT_LIMITS[name]) if isinstance(value, str) else value
         for name, value in zip(_RESULT_COLUMNS, values, strict=True)
@@ -533,11 +418,12 @@ def _values(record: Any, columns: tuple[str, ...], limits: dict[str, int | None]
     return values
 
 
-def _refs(conn: Connection, batch_id: int) -> Select[Any]:
-    """This batch's requests, each with its result and, when the batch has quarantined
-    lines, the first quarantine error under its custom_id: grouped once a query, not
-    looked up once a request (quarantine has no index on custom_id)."""
-    requests, results, quarantine = _REQUESTS, _RESULTS, _QUARANTINE
+def _refs(conn: Connection, batch_id: int, requests: FromClause = _REQUESTS) -> Select[Any]:
+    """This batch's requests (``requests``: the table, or a page of it with its
+    columns), each with its result and, when the batch has quarantined lines, the
+    first quarantine error under its custom_id: grouped once a query, not looked up
+    once a request (quarantine has no index on custom_id)."""
+    results, quarantine = _RESULTS, _QUARANTINE
     joined = requests.outerjoin(
         results,
         and_(
@@ -586,13 +472,52 @@ def _request_ref(row: Any) -> RequestRef:
     )
 
 
-def _resolution_params(r: Resolution, batch_id: int) -> dict[str, Any]:
+def _resolution_params(r: Resolution, batch_id: int) -> tuple[Any, ...]:
+    """A resolution as the values of ``_RESOLUTION_COLUMNS``, the item's id first."""
     # An item going back to pending leaves the batch; a terminal one keeps it for reference.
-    return {
-        "item": r.item_id,
-        "new_status": r.status,
-        "result": r.result_id,
-        "new_batch": None if r.status == ItemStatus.PENDING else batch_id,
-        "etype": r.error_type,
-        "emsg": r.error_message,
-    }
+    return (
+        r.item_id,
+        r.status.value,
+        r.result_id,
+        None if r.status == ItemStatus.PENDING else batch_id,
+        r.error_type,
+        r.error_message,
+    )
+
+
+#: What ``resolve_items`` sets, after the item's id (``_resolution_params``).
+_RESOLUTION_COLUMNS = ("status", "final_result_id", "batch_id", "error_type", "error_message")
+
+
+@cache
+def _resolve_sqlite_sql(dialect: Dialect) -> str:
+    """SQLite: ``resolve_items``' UPDATE of one item. Parameters: the item's id,
+    ``_RESOLUTION_COLUMNS``, the time, the batch."""
+    quote = dialect.identifier_preparer.quote
+    sets = ", ".join(f"{quote(name)} = ?{n}" for n, name in enumerate(_RESOLUTION_COLUMNS, 2))
+    after = len(_RESOLUTION_COLUMNS) + 2
+    return (
+        f"UPDATE {quote(_ITEMS.name)} SET {sets}, updated_at = ?{after} "
+        f"WHERE id = ?1 AND batch_id = ?{after + 1} "
+        f"AND status = '{ItemStatus.QUEUED.value}'"
+    )
+
+
+@cache
+def _resolve_unnest_sql(dialect: Dialect) -> str:
+    """PostgreSQL: ``resolve_items``' UPDATE of a page of items. Parameters: the time,
+    an array of item ids and one of each of ``_RESOLUTION_COLUMNS``, the batch."""
+    items = _ITEMS
+    quote = dialect.identifier_preparer.quote
+
+    def array(name: str) -> str:
+        return f"%b::{items.c[name].type.compile(dialect=dialect)}[]"
+
+    arrays = ", ".join(array(name) for name in ("id", *_RESOLUTION_COLUMNS))
+    return (
+        f"UPDATE {quote(items.name)} SET status = r.status, final_result_id = r.result, "
+        "batch_id = r.batch, error_type = r.etype, error_message = r.emsg, updated_at = %b "
+        f"FROM unnest({arrays}) AS r(item, status, result, batch, etype, emsg) "
+        f"WHERE {quote(items.name)}.id = r.item AND {quote(items.name)}.batch_id = %b "
+        f"AND {quote(items.name)}.status = '{ItemStatus.QUEUED.value}'"
+    )

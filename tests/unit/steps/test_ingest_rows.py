@@ -18,6 +18,7 @@ import pytest
 from orchestrator.api.models import ResultLine, is_plain_result_line, load_result_line
 from orchestrator.domain.output import Answers, Output, OutputMode
 from orchestrator.domain.pricing import PriceTable
+from orchestrator.domain.states import ResultType
 from orchestrator.steps.ingest import _Tail, _tail, result_row
 from orchestrator.store.records import ResultRow, ResultValues, Route
 
@@ -191,3 +192,41 @@ def _failure(call: Callable[[], object]) -> ValueError:
     except ValueError as exc:
         return exc
     raise AssertionError("no ValueError raised")
+
+
+def test_a_succeeded_row_holds_each_field_of_its_message_under_its_name() -> None:
+    """Each field a different value, read back by name: a row whose fields were
+    shifted or swapped would store one field's value under another's column."""
+    raw = succeeded(
+        id="msg_7",
+        model="claude-haiku-4-5",
+        stop_reason="stop_sequence",
+        stop_sequence="END",
+        content=[{"type": "text", "text": '{"label": "ok"}'}],
+        usage=usage(
+            input_tokens=101,
+            output_tokens=102,
+            cache_creation_input_tokens=103,
+            cache_read_input_tokens=104,
+            cache_creation={"ephemeral_5m_input_tokens": 105, "ephemeral_1h_input_tokens": 106},
+            service_tier="tier-a",
+            inference_geo="geo-b",
+        ),
+    )
+    loaded = load_result_line(raw)
+
+    row = ResultRow(3, 5, "abc-5-2", 2, *_tail(loaded["result"], PRICES, ANSWERS))
+
+    assert row.result_type is ResultType.SUCCEEDED
+    assert (row.message_id, row.model) == ("msg_7", "claude-haiku-4-5")
+    assert (row.stop_reason, row.stop_sequence) == ("stop_sequence", "END")
+    assert row.text == '{"label": "ok"}'
+    assert orjson.loads(row.content or "") == [{"type": "text", "text": '{"label": "ok"}'}]
+    assert (row.output, row.output_error) == ('{"label":"ok"}', None)
+    assert (row.input_tokens, row.output_tokens) == (101, 102)
+    assert (row.cache_creation_input_tokens, row.cache_read_input_tokens) == (103, 104)
+    assert (row.cache_creation_5m_input_tokens, row.cache_creation_1h_input_tokens) == (105, 106)
+    assert (row.service_tier, row.inference_geo) == ("tier-a", "geo-b")
+    assert (row.error_type, row.error_message) == (None, None)
+    assert row.cost_usd is not None
+    assert row.cost_usd > 0

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -117,6 +118,35 @@ def test_a_lease_lost_before_a_commit_rolls_the_open_transaction_back(
         assert writer.commit(at(610), TTL) is False
 
     assert store.count_results(ended.batch_id) == 0
+
+
+def test_a_writer_leaves_the_store_checkpointing_as_before(store: Store, store_url: str) -> None:
+    """On SQLite the writer's connection copies no log into the database itself (a
+    thread of the writer's does): once the block is over, the connection checkpoints
+    again as SQLite does by default, and the thread is gone."""
+    if not store_url.startswith("sqlite"):
+        pytest.skip("SQLite's write-ahead log")
+    job = make_job(store, 2)
+    ended = ended_batch(store, job.id)
+    first, second = ended.refs
+    with store.result_writer(ended.lease) as writer:
+        assert writer.store([_row(ended.batch_id, first.item_id, first.custom_id)], [])
+        assert writer.commit(at(610), TTL)
+        assert writer.store([_row(ended.batch_id, second.item_id, second.custom_id)], [])
+
+    assert store.count_results(ended.batch_id) == 2
+    assert not [t for t in threading.enumerate() if t.name == "wal-checkpoint"]
+    pool = store.engine.pool
+    idle = [store.engine.connect() for _ in range(pool.checkedin())]  # type: ignore[attr-defined]
+    try:
+        # Read on the driver's connections: through SQLAlchemy, each would begin a
+        # transaction (BEGIN IMMEDIATE), and wait for the one before.
+        drivers: list[Any] = [c.connection.driver_connection for c in idle]
+        settings = {d.execute("PRAGMA wal_autocheckpoint").fetchone()[0] for d in drivers}
+    finally:
+        for conn in idle:
+            conn.close()
+    assert settings == {1000}  # SQLite's default, on every connection of the pool
 
 
 # -- the reader thread ------------------------------------------------------------------

@@ -6,6 +6,7 @@ import dataclasses
 from typing import Any
 
 import pytest
+from sqlalchemy import text
 
 from orchestrator.domain.states import (
     IN_FLIGHT_BATCH_STATUSES,
@@ -45,6 +46,39 @@ def test_route_custom_ids_maps_only_this_batch_custom_ids(store: Store) -> None:
     routes = store.route_custom_ids(mine, [ours, other_batch, "someone-else-1-1"])
 
     assert routes == {ours: Route(ids[0], 1)}
+
+
+# -- batch_routes -----------------------------------------------------------------------
+
+
+def test_batch_routes_route_exactly_the_batch_requests(store: Store) -> None:
+    job = make_job(store, 4)
+    ids = item_ids(store, job.id)
+    mine = plan_batch(store, job.id, ids[:3])
+    plan_batch(store, job.id, ids[3:])
+
+    table = store.batch_routes(mine)
+
+    assert table is not None
+    assert len(table) == 3
+    for item in ids[:3]:
+        assert table.get(custom_id(store, item)) == Route(item, 1)
+    assert table.get(custom_id(store, ids[3])) is None  # another batch's request
+    assert table.get(custom_id(store, ids[0], attempt=2)) is None  # not this attempt
+    assert table.get(custom_id(store, ids[0]).replace("-", "-0", 1)) is None  # not the same id
+
+
+def test_batch_routes_are_none_when_a_custom_id_is_not_this_store_s(store: Store) -> None:
+    job = make_job(store, 2)
+    batch_id = plan_batch(store, job.id)
+    second = item_ids(store, job.id)[1]
+    with store.engine.begin() as conn:  # a request named some other way (no operation does)
+        conn.execute(
+            text("UPDATE batch_requests SET custom_id = 'legacy-name' WHERE item_id = :i"),
+            {"i": second},
+        )
+
+    assert store.batch_routes(batch_id) is None  # routed by query instead
 
 
 # -- upsert_results, count_results ------------------------------------------------------
