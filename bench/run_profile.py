@@ -33,7 +33,7 @@ from _common import child_env, postgres, run_child, simulator, write_rows, write
 #: Phases of a run, by the function that holds them (inclusive samples).
 PHASES = (
     ("recording the items", "JobOps.create_job"),
-    ("the estimate (new job)", "estimate"),
+    ("the estimate: its sample counted (new job)", "EstimateTally.finish"),
     ("planning", "plan"),
     ("  cache lookup", "PlanningOps.apply_response_cache"),
     ("submitting (body + create)", "submit"),
