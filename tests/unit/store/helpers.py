@@ -85,6 +85,19 @@ def draft(ordinal: int, key: str | None = None, *, prompt: str | None = None) ->
     )
 
 
+#: Prompts whose params hold multi-byte UTF-8 and JSON escapes (quotes, backslashes).
+AWKWARD_PROMPTS = ["plain", "héllo — 日本語 🙂", 'say "hi"\\n and \\u00e9', "tab\tnew\nline"]
+
+
+def utf8_draft(ordinal: int, prompt: str) -> Draft:
+    """Row ``ordinal`` with params as the spec writes them: UTF-8, not ASCII escapes."""
+    body = json.loads(draft(ordinal, prompt=prompt).params_json)
+    params = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+    return dataclasses.replace(
+        draft(ordinal), params_json=params, params_hash=hashlib.sha256(params).hexdigest()
+    )
+
+
 def drafts(n: int) -> list[Draft]:
     return [draft(i) for i in range(n)]
 

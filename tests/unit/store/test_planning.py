@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
-import json
 from collections.abc import Callable
 from datetime import timedelta, timezone
 from typing import Any
@@ -18,11 +15,11 @@ from orchestrator.store.queries import Store
 from orchestrator.store.records import Lease, PlannedRequest, RequestLine
 from tests.unit.store.helpers import (
     ALL_BATCH_STATUSES,
+    AWKWARD_PROMPTS,
     COST,
     ENDPOINT,
     T0,
     TTL,
-    Draft,
     at,
     created_batch,
     custom_id,
@@ -37,6 +34,7 @@ from tests.unit.store.helpers import (
     refs_of,
     reject_batch,
     resolve,
+    utf8_draft,
 )
 
 # -- jobs_with_pending_items ------------------------------------------------------------
@@ -287,19 +285,6 @@ def test_pending_items_pages_through_pending_items_by_id(store: Store) -> None:
         after = page[-1].id
 
     assert pages == [[ids[0], ids[2]], [ids[3], ids[4]]]
-
-
-#: Prompts whose params hold multi-byte UTF-8 and JSON escapes (quotes, backslashes).
-AWKWARD_PROMPTS = ["plain", "héllo — 日本語 🙂", 'say "hi"\\n and \\u00e9', "tab\tnew\nline"]
-
-
-def utf8_draft(ordinal: int, prompt: str) -> Draft:
-    """Row ``ordinal`` with params as the spec writes them: UTF-8, not ASCII escapes."""
-    body = json.loads(draft(ordinal, prompt=prompt).params_json)
-    params = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
-    return dataclasses.replace(
-        draft(ordinal), params_json=params, params_hash=hashlib.sha256(params).hexdigest()
-    )
 
 
 def test_pending_sizes_are_the_bytes_of_the_params_sent(store: Store) -> None:

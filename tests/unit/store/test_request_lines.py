@@ -4,9 +4,6 @@ whole batch for each of them."""
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
-import json
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +16,7 @@ from orchestrator.store import batches as batches_module
 from orchestrator.store.engine import make_engine, upgrade
 from orchestrator.store.queries import Store
 from orchestrator.store.records import RequestLine
-from tests.unit.store.helpers import Draft, custom_id, draft, make_job, plan_batch
+from tests.unit.store.helpers import AWKWARD_PROMPTS, custom_id, make_job, plan_batch, utf8_draft
 
 
 @pytest.fixture
@@ -29,19 +26,6 @@ def store(store_url: str) -> Iterator[Store]:
         yield opened
     finally:
         opened.close()
-
-
-#: Prompts whose params hold multi-byte UTF-8 and JSON escapes (quotes, backslashes).
-AWKWARD_PROMPTS = ["plain", "héllo — 日本語 🙂", 'say "hi"\\n and \\u00e9', "tab\tnew\nline"]
-
-
-def utf8_draft(ordinal: int, prompt: str) -> Draft:
-    """Row ``ordinal`` with params as the spec writes them: UTF-8, not ASCII escapes."""
-    body = json.loads(draft(ordinal, prompt=prompt).params_json)
-    params = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
-    return dataclasses.replace(
-        draft(ordinal), params_json=params, params_hash=hashlib.sha256(params).hexdigest()
-    )
 
 
 def planned(
