@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -55,15 +55,6 @@ CASES: list[tuple[ResultType | None, dict[str, Any]]] = [
     (None, {"quarantined": ["unparseable: z last", "unparseable: a first"]}),
 ]
 MAX_ATTEMPTS = 2
-
-
-@pytest.fixture
-def store(store_url: str) -> Iterator[Store]:
-    opened = Store.open(store_url)
-    try:
-        yield opened
-    finally:
-        opened.close()
 
 
 def _ended(store: Store, attempt: int) -> tuple[int, EndedBatch]:

@@ -18,15 +18,6 @@ from orchestrator.store.records import QuarantineLine, ResultValues, Route
 from tests.unit.store.helpers import TTL, at, count_rows, ended_batch, make_job
 
 
-@pytest.fixture
-def store(store_url: str) -> Iterator[Store]:
-    opened = Store.open(store_url)
-    try:
-        yield opened
-    finally:
-        opened.close()
-
-
 def _row(batch_id: int, item_id: int, custom: str) -> ResultValues:
     return ResultValues(batch_id, item_id, custom, 1, ResultType.EXPIRED)
 

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -30,15 +29,6 @@ WRITTEN = (
     Batch.expired_count,
     Batch.updated_at,
 )
-
-
-@pytest.fixture
-def store(store_url: str) -> Iterator[Store]:
-    opened = Store.open(store_url)
-    try:
-        yield opened
-    finally:
-        opened.close()
 
 
 def rows(store: Store, batch_ids: list[int]) -> list[tuple[Any, ...]]:

@@ -5,7 +5,6 @@ whole batch for each of them."""
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,15 +16,6 @@ from orchestrator.store.engine import make_engine, upgrade
 from orchestrator.store.queries import Store
 from orchestrator.store.records import RequestLine
 from tests.unit.store.helpers import AWKWARD_PROMPTS, custom_id, make_job, plan_batch, utf8_draft
-
-
-@pytest.fixture
-def store(store_url: str) -> Iterator[Store]:
-    opened = Store.open(store_url)
-    try:
-        yield opened
-    finally:
-        opened.close()
 
 
 def planned(

@@ -1,4 +1,5 @@
-"""A fresh, migrated store per test, on SQLite and on PostgreSQL (``store_url``)."""
+"""A fresh, migrated store per test (the `store` fixture of the store and step tests), on
+SQLite and on PostgreSQL (`store_url`)."""
 
 from __future__ import annotations
 
