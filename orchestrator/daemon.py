@@ -7,6 +7,7 @@ to duplicate execution, so it keeps nothing but timers in memory here.
 
 * one interval job runs the step cycle every ``poll_interval_s``
   (``max_instances=1``, ``coalesce=True``: a slow cycle is never run twice);
+  creates run on a thread of their own meanwhile (``steps/background.py``);
 * one cron job per ``--spec`` with a ``schedule`` submits a new job per firing;
 * SIGTERM or SIGINT lets the step under way finish, then exits; a second signal
   exits at once (safe too: every step is re-runnable after a crash).
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -26,6 +28,7 @@ from orchestrator.domain.spec import load_spec
 from orchestrator.errors import ConfigError, OrchestratorError
 from orchestrator.runner import StopSignals
 from orchestrator.steps import run_cycle
+from orchestrator.steps.background import BackgroundSubmit
 from orchestrator.steps.context import StepContext, utcnow
 from orchestrator.steps.jobs import submit_spec
 
@@ -36,7 +39,8 @@ MISFIRE_GRACE_S = 30
 
 class Daemon:
     def __init__(self, ctx: StepContext, specs: list[Path]) -> None:
-        self.ctx = ctx
+        self.submitter = BackgroundSubmit(ctx)
+        self.ctx = replace(ctx, on_planned=self.submitter.wake)
         self.specs = specs
         self.stopping = threading.Event()
         self.scheduler = BackgroundScheduler(timezone=UTC)
@@ -48,7 +52,7 @@ class Daemon:
         finished); a cycle that changes nothing logs nothing.
         """
         try:
-            run_cycle(self.ctx, self.stopping.is_set)
+            run_cycle(self.ctx, self.stopping.is_set, submitter=self.submitter.submit)
         except OrchestratorError as exc:
             # Not transient (a bad key, a missing permission): say so, keep the timer.
             log.error("cycle failed: %s", exc)
@@ -74,6 +78,7 @@ class Daemon:
             log.info("scheduled run of %s: job %s (id %s)", spec, job.name, job.id)
 
     def start(self) -> None:
+        self.submitter.__enter__()
         self.scheduler.add_job(
             self.cycle,
             "interval",
@@ -103,6 +108,7 @@ class Daemon:
         """Let the running step finish, then stop the timers (waits for it)."""
         self.stopping.set()
         self.scheduler.shutdown(wait=True)
+        self.submitter.close()
 
 
 def run_daemon(ctx: StepContext, specs: list[Path]) -> None:

@@ -26,6 +26,7 @@ from orchestrator.domain.states import (
 from orchestrator.errors import APIUnreachableError
 from orchestrator.settings import Settings
 from orchestrator.steps import StepContext, StepReport, run_cycle
+from orchestrator.steps.background import BackgroundSubmit
 from orchestrator.steps.context import utcnow
 from orchestrator.steps.leases import LeaseKeeper
 from orchestrator.steps.waiting import waiting_reason
@@ -163,14 +164,28 @@ def cycles(
     and settled, or ``should_stop``; the last one yielded is the final report.
 
     The one loop behind ``orchestrator run``, ``drive`` and the Python API's
-    ``Job.until_done`` / ``Job.events``. Between cycles it sleeps: briefly after
-    work, the poll interval otherwise.
+    ``Job.until_done`` / ``Job.events``. Creates run on a thread of their own
+    (``steps/background.py``) while the cycles plan, poll and ingest. Between cycles
+    it waits: briefly after work, the poll interval otherwise, less when a create
+    is done.
     """
     ctx = replace(ctx, job_id=job_id)
+    with BackgroundSubmit(ctx) as submitter:
+        ctx = replace(ctx, on_planned=submitter.wake)
+        yield from _cycles(ctx, job_id, submitter, should_stop, on_waiting)
+
+
+def _cycles(
+    ctx: StepContext,
+    job_id: int,
+    submitter: BackgroundSubmit,
+    should_stop: Callable[[], bool],
+    on_waiting: Callable[[str | None], None],
+) -> Iterator[JobReport]:
     unreachable = UnreachableClock(ctx.settings.unreachable_timeout_s)
     reason: str | None = None
     while True:
-        reports = run_cycle(ctx, should_stop)
+        reports = run_cycle(ctx, should_stop, submitter=submitter.submit)
         report = ctx.store.job_report(job_id)
         yield report
         if report.job.status in SETTLED_JOB_STATUSES and _settled(report):
@@ -189,7 +204,9 @@ def cycles(
         if now_reason != reason:
             reason = now_reason
             on_waiting(reason)
-        time.sleep(BUSY_PAUSE_S if busy(reports) else ctx.settings.poll_interval_s)
+        # A create the submitter finished (the batch may have ended already) wakes it.
+        submitter.changed.wait(BUSY_PAUSE_S if busy(reports) else ctx.settings.poll_interval_s)
+        submitter.changed.clear()
 
 
 def settled(report: JobReport) -> bool:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
+from functools import partial
 
 from orchestrator.api.retry import is_transient
 from orchestrator.errors import APIConnectionError
@@ -20,6 +21,8 @@ from orchestrator.steps.recover import recover
 from orchestrator.steps.submit import submit
 
 Step = Callable[[StepContext, datetime], StepReport]
+#: The detail of a step's report that says a transient failure cut this run short.
+SKIPPED = "skipped_transient"
 
 #: Order matters only for latency: recover settles lost creates before new ones
 #: go out; ingest right after poll picks up what just ended.
@@ -52,31 +55,48 @@ def finish_jobs(ctx: StepContext, now: datetime) -> StepReport:
 
 
 def run_cycle(
-    ctx: StepContext, should_stop: Callable[[], bool] = lambda: False
+    ctx: StepContext,
+    should_stop: Callable[[], bool] = lambda: False,
+    *,
+    submitter: Step | None = None,
 ) -> list[StepReport]:
     """Every step once, each with a fresh ``now``; stops between steps when asked.
 
-    A transient failure (``api.retry.is_transient``: the same verdict the client
-    retries on) ends only its own step for this cycle, and is logged once until
-    that step succeeds again; anything else (a bad key, a missing permission, a
-    bug) propagates to the caller.
+    ``submitter`` stands in for the submit step: ``BackgroundSubmit.step`` of
+    ``steps/background.py``, whose thread creates batches while this one plans,
+    polls and ingests. Each step runs through :func:`run_step`.
     """
     reports: list[StepReport] = []
-    for step in (free_own_leases, *STEPS, finish_jobs):
+    steps = STEPS if submitter is None else tuple(submitter if s is submit else s for s in STEPS)
+    for step in (free_own_leases, *steps, finish_jobs):
         if should_stop():
             break
-        name = step.__name__
-        try:
-            reports.append(step(ctx, utcnow()))
-        except Exception as exc:
-            if not is_transient(exc):
-                raise
-            reports.append(_skipped(ctx, name, exc))
-        else:
-            if name in ctx.failing_steps:
-                ctx.failing_steps.discard(name)
-                log.info("%s step works again", name)
+        reports.append(run_step(ctx, step.__name__, partial(_call, step, ctx)))
     return reports
+
+
+def _call(step: Step, ctx: StepContext) -> StepReport:
+    return step(ctx, utcnow())
+
+
+def run_step(ctx: StepContext, name: str, call: Callable[[], StepReport]) -> StepReport:
+    """One run of the step ``name``.
+
+    A transient failure (``api.retry.is_transient``: the same verdict the client
+    retries on) ends only this run of the step, and is logged once until that step
+    succeeds again; anything else (a bad key, a missing permission, a bug)
+    propagates to the caller.
+    """
+    try:
+        report = call()
+    except Exception as exc:
+        if not is_transient(exc):
+            raise
+        return _skipped(ctx, name, exc)
+    if name in ctx.failing_steps:
+        ctx.failing_steps.discard(name)
+        log.info("%s step works again", name)
+    return report
 
 
 def _skipped(ctx: StepContext, name: str, exc: Exception) -> StepReport:
@@ -84,12 +104,11 @@ def _skipped(ctx: StepContext, name: str, exc: Exception) -> StepReport:
         ctx.failing_steps.add(name)
         log.warning("%s step failed, will run again next cycle: %s", name, exc)
     unreachable = isinstance(exc, APIConnectionError)
-    return StepReport(
-        name, details={"skipped_transient": 1}, unreachable=unreachable, error=str(exc)
-    )
+    return StepReport(name, details={SKIPPED: 1}, unreachable=unreachable, error=str(exc))
 
 
 __all__ = [
+    "SKIPPED",
     "STEPS",
     "StepContext",
     "StepReport",
@@ -100,5 +119,6 @@ __all__ = [
     "poll",
     "recover",
     "run_cycle",
+    "run_step",
     "submit",
 ]

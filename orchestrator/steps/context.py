@@ -11,6 +11,7 @@ import logging
 import os
 import socket
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -50,6 +51,9 @@ class StepContext:
     job_id: int | None = None
     #: Steps whose transient failure was already logged; quiet until they succeed again.
     failing_steps: set[str] = field(default_factory=set)
+    #: Called by the plan step after each batch it commits: wakes a background
+    #: submitter (``steps/background.py``), if the cycle has one.
+    on_planned: Callable[[], None] = field(default=lambda: None)
 
     @property
     def ttl_s(self) -> float:

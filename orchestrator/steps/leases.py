@@ -39,6 +39,21 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
+#: Joins a worker id and the name of one of its threads that holds leases of its own.
+THREAD_OWNER_SEPARATOR = "+"
+
+
+def thread_owner(owner: str, thread: str) -> str:
+    """The lease owner id of a thread of worker ``owner`` that holds leases apart from
+    it (the background submitter): freed with the worker, never as a dead peer."""
+    return f"{owner}{THREAD_OWNER_SEPARATOR}{thread}"
+
+
+def same_worker(holder: str, me: str) -> bool:
+    """Whether ``holder`` is ``me`` or one of its threads (``thread_owner``)."""
+    return holder == me or holder.startswith(me + THREAD_OWNER_SEPARATOR)
+
+
 def dead_local_holders(
     holders: Iterable[str],
     me: str,
@@ -53,7 +68,7 @@ def dead_local_holders(
     dead = []
     for holder in holders:
         parts = holder.rsplit(":", 2)
-        if holder == me or len(parts) != 3 or parts[0] != host or not parts[1].isdigit():
+        if same_worker(holder, me) or len(parts) != 3 or parts[0] != host or not parts[1].isdigit():
             continue
         holder_pid = int(parts[1])
         # Our own pid under another id: the holder was an earlier process (a container

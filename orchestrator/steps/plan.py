@@ -79,4 +79,5 @@ def _record(
         )
         return 0
     log.info("job %s: planned batch %s with %s requests", lease.row_id, batch_id, len(requests))
+    ctx.on_planned()
     return 1

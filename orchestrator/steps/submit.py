@@ -13,7 +13,7 @@ an expiring lease, which recover turns into ``unknown`` too.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 
 from orchestrator.api.retry import is_transient
@@ -42,7 +42,11 @@ QUEUE_FULL = "queue_full"
 PACED = "paced"
 
 
-def submit(ctx: StepContext, now: datetime) -> StepReport:
+def submit(
+    ctx: StepContext, now: datetime, should_stop: Callable[[], bool] = lambda: False
+) -> StepReport:
+    """Create the planned batches that are due, one after the other; ``should_stop``
+    is asked between creates (the create under way always finishes)."""
     report = StepReport("submit")
     until = ctx.store.backoff_until(BACKOFF_SCOPE)
     if until is not None and until > now:
@@ -53,6 +57,8 @@ def submit(ctx: StepContext, now: datetime) -> StepReport:
     )
     try:
         for lease in leases:
+            if should_stop():
+                break
             held_back = _held_back(ctx, lease, now)
             if held_back is not None:
                 report.details[held_back] = 1

@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from orchestrator.domain.output import DEFAULT_TOOL_NAME, Output, OutputMode
 from orchestrator.domain.states import BatchStatus, JobStatus
 from orchestrator.errors import StoreDataError, StoreUnavailableError
-from orchestrator.store.engine import safe_url
+from orchestrator.store.engine import READ_ONLY_OPTION, safe_url
 from orchestrator.store.records import BatchRecord, JobRecord, Lease
 from orchestrator.store.tables import Batch, Job
 
@@ -54,6 +54,21 @@ class StoreBase:
             ) from exc
         except DataError as exc:
             raise StoreDataError(f"job store {safe_url(self.engine)} refused: {exc.orig}") from exc
+
+    @contextmanager
+    def _read(self) -> Iterator[Session]:
+        """A transaction for reads only (writing in it is a bug): on SQLite it begins
+        deferred, so it holds no write lock and waits for none (WAL: it reads a
+        snapshot while a writer commits); on PostgreSQL it is any transaction."""
+        try:
+            with self.engine.connect() as conn:
+                conn.execution_options(**{READ_ONLY_OPTION: True})
+                with conn.begin(), Session(bind=conn) as session:
+                    yield session
+        except OperationalError as exc:
+            raise StoreUnavailableError(
+                f"job store {safe_url(self.engine)} failed: {exc.orig}"
+            ) from exc
 
     def _insert(self, table: Any) -> Any:
         """An INSERT that supports ``on_conflict_do_nothing`` on this backend."""

@@ -166,9 +166,11 @@ class BatchOps(StoreBase):
         ``(batch_id, custom_id)``) would make the database fetch and sort the
         whole batch for every page (SQLite does). A planned batch's requests are
         written by one transaction, so their ids are contiguous (on SQLite, which
-        serializes writers) or nearly so, and a window holds about a page.
+        serializes writers) or nearly so, and a window holds about a page. The pages
+        are read in read-only transactions: on SQLite a create's body streams while
+        another thread of the worker writes (plans, ingests) without waiting for it.
         """
-        with self._tx() as s:
+        with self._read() as s:
             bounds: tuple[int | None, ...] = tuple(
                 s.execute(
                     select(func.min(BatchRequest.id), func.max(BatchRequest.id)).where(
@@ -183,7 +185,7 @@ class BatchOps(StoreBase):
         after = first - 1
         while after < last:
             upto = min(after + REQUEST_PAGE_ROWS, last)
-            with self._tx() as s:
+            with self._read() as s:
                 rows = (
                     s.connection()
                     .execute(

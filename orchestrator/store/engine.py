@@ -4,7 +4,9 @@ SQLite is the default (one file, one writer at a time): WAL so readers don't
 block the writer, a busy timeout so a briefly held lock waits instead of
 failing, and ``BEGIN IMMEDIATE`` because pysqlite's deferred BEGIN lets two
 writers read the same row and then collide (SQLAlchemy SQLite dialect docs,
-"Serializable isolation"). PostgreSQL (psycopg 3) is for several daemons on one
+"Serializable isolation"); a transaction that only reads begins deferred, so a
+long read (a create's body streamed from the store) never waits behind a writer.
+PostgreSQL (psycopg 3) is for several daemons on one
 store; claims there use ``FOR UPDATE SKIP LOCKED``.
 """
 
@@ -24,6 +26,8 @@ from orchestrator.errors import ConfigError, StoreNotAtHeadError, StoreUnavailab
 from orchestrator.resources import migrations_dir
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+#: The execution option that marks a connection's transactions as reads only.
+READ_ONLY_OPTION = "orchestrator_read_only"
 #: The Alembic script directory: shipped in the package as orchestrator.migrations
 #: (top-level migrations/ in the repository; see orchestrator/resources.py).
 MIGRATIONS_DIR = migrations_dir()
@@ -84,7 +88,10 @@ def _sqlite_engine(url: str, **kwargs: Any) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # A transaction that only reads (``StoreBase._read``) begins deferred: in WAL
+        # mode it reads a snapshot and neither takes nor waits for the write lock.
+        read_only = conn.get_execution_options().get(READ_ONLY_OPTION, False)
+        conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
     return engine
 

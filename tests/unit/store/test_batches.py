@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from datetime import datetime
 
 import pytest
+from sqlalchemy import text
 
 from orchestrator.domain.states import BatchStatus, ItemStatus, JobStatus
 from orchestrator.store import batches as batches_module
@@ -226,6 +228,37 @@ def test_request_lines_stream_every_request_in_planned_order_across_pages(
 
     assert lines == [RequestLine(custom_id(store, i), params[i]) for i in order]
     assert all(isinstance(line.params_json, bytes) for line in lines)
+
+
+def test_request_rows_stream_while_another_connection_holds_the_write_lock(
+    store: Store, store_url: str
+) -> None:
+    """A create's body is read while the worker's other thread writes (plans, ingests):
+    the reads take no write lock, so they never wait behind a write transaction."""
+    job = make_job(store, 5)
+    batch = plan_batch(store, job.id, item_ids(store, job.id))
+    writer = Store.open(store_url)
+    holding, release, released = threading.Event(), threading.Event(), threading.Event()
+
+    def hold_the_write_lock() -> None:
+        with writer.engine.begin() as conn:  # BEGIN IMMEDIATE on SQLite
+            conn.execute(text("UPDATE jobs SET updated_at = updated_at"))
+            holding.set()
+            release.wait(5)
+        released.set()
+
+    holder = threading.Thread(target=hold_the_write_lock)
+    holder.start()
+    try:
+        assert holding.wait(10)
+        rows = list(store.request_rows(batch))
+        still_held = not released.is_set()
+    finally:
+        release.set()
+        holder.join()
+        writer.close()
+    assert len(rows) == 5
+    assert still_held  # read while the writer's transaction was open, not after it
 
 
 # -- mark_creating ----------------------------------------------------------------------

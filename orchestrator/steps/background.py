@@ -1,0 +1,134 @@
+"""The submit step on a thread of its own, so creates overlap with the other steps.
+
+A create is the slowest call a worker makes: the API reads the whole body (up to
+256 MB) and checks every request before it answers. Run in the cycle, it holds up
+planning the next batch, polling, and ingesting the results of the batch before.
+:class:`BackgroundSubmit` runs the unchanged submit step on a thread instead, woken
+when a batch is planned (and at least every poll interval), while the cycle's own
+thread goes on with the other steps. A job's creates still go one at a time
+(``mark_creating`` refuses a second one in flight), so nothing changes for the API.
+
+The thread holds its leases under an owner id of its own (``thread_owner``), renewed
+by its own :class:`LeaseKeeper`: the cycle's ``free_own_leases`` frees only what the
+cycle's thread holds, never a lease of a create under way. Crash safety is the
+submit step's: a worker killed mid-create leaves a ``creating`` batch whose lease
+expires, and the recover step reconciles it by listing, as before.
+
+What the thread did reaches the cycle as the submit step's report (summed since the
+previous cycle); an error that is not transient (a bad key) stops the thread and is
+raised by the cycle's next submit step, as it would be from the step itself.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import replace
+from datetime import datetime
+from types import TracebackType
+
+from orchestrator.steps import SKIPPED, run_step
+from orchestrator.steps.context import StepContext, StepReport, log, utcnow
+from orchestrator.steps.leases import LeaseKeeper, thread_owner
+from orchestrator.steps.submit import submit
+
+#: How long ``close`` waits for the thread when the caller was interrupted (Ctrl-C):
+#: a create under way is not waited for then (its batch is reconciled like any create
+#: whose answer was lost).
+INTERRUPTED_JOIN_S = 1.0
+
+
+class BackgroundSubmit:
+    """A thread running the submit step for ``ctx`` (its job, or every job) until closed.
+
+    Use as a context manager; :meth:`submit` stands in for the submit step in
+    ``run_cycle`` and :meth:`wake` asks the thread to look for planned batches now.
+    ``changed`` is set whenever the thread created (or gave up on) a batch, so a loop
+    waiting between cycles can go on at once.
+    """
+
+    def __init__(self, ctx: StepContext) -> None:
+        self._ctx = replace(ctx, owner=thread_owner(ctx.owner, "submit"), failing_steps=set())
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._report = StepReport("submit")
+        self._error: BaseException | None = None
+        self.changed = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="submitter", daemon=True)
+
+    @property
+    def owner(self) -> str:
+        """The lease owner id of the thread's work."""
+        return self._ctx.owner
+
+    def __enter__(self) -> BackgroundSubmit:
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        _exc: BaseException | None,
+        _tb: TracebackType | None,
+    ) -> None:
+        self.close(wait=exc_type is None or not issubclass(exc_type, KeyboardInterrupt))
+
+    def close(self, *, wait: bool = True) -> None:
+        """Stop after the create under way (``wait``: until it is done, its leases
+        freed); without ``wait``, give it ``INTERRUPTED_JOIN_S`` and return."""
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(None if wait else INTERRUPTED_JOIN_S)
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def submit(self, ctx: StepContext, now: datetime) -> StepReport:  # noqa: ARG002 - a step
+        """The submit step's place in a cycle: wake the thread, hand over what it did
+        since the last call; raise what stopped it."""
+        with self._lock:
+            error, self._error = self._error, None
+            report, self._report = self._report, StepReport("submit")
+        if error is not None:
+            raise error
+        self._wake.set()
+        return report
+
+    def _run(self) -> None:
+        ctx = self._ctx
+        pause = ctx.settings.poll_interval_s
+        with LeaseKeeper(ctx.store, ctx.owner, ctx.ttl_s, utcnow):
+            try:
+                interrupted = False
+                while not self._stop.is_set():
+                    self._wake.clear()
+                    if interrupted:  # free what a pass cut short by an outage left
+                        ctx.store.release_holder(ctx.owner)
+                    report = run_step(
+                        ctx, "submit", lambda: submit(ctx, utcnow(), self._stop.is_set)
+                    )
+                    interrupted = SKIPPED in report.details
+                    self._merge(report)
+                    if report.work:
+                        self.changed.set()
+                        if not report.unreachable and not report.error:
+                            continue  # more may be planned already
+                    self._wake.wait(pause)
+            except BaseException as exc:  # handed to the cycle's thread
+                with self._lock:
+                    self._error = exc
+                self.changed.set()
+            finally:
+                try:
+                    ctx.store.release_holder(ctx.owner)
+                except Exception:  # the leases expire anyway
+                    log.warning("could not free the submitter's leases", exc_info=True)
+
+    def _merge(self, report: StepReport) -> None:
+        with self._lock:
+            total = self._report
+            for key, n in report.details.items():
+                total.details[key] = total.details.get(key, 0) + n
+            total.work += report.work
+            total.unreachable = total.unreachable or report.unreachable
+            total.error = report.error or total.error
