@@ -8,6 +8,7 @@ paths are 404 not_found_error. ``/_simulator/*`` is the test surface (same key c
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import anyio
 import orjson
@@ -106,13 +107,18 @@ class SimulatorApi:
 
     async def create(self, request: Request) -> Response:
         config = self.state.config
-        body = parse_json(await read_body(request, config.max_body_bytes))
+        raw = await read_body(request, config.max_body_bytes)
         version = request.scope["state"]["version"]
-        pairs = check_create_body(body, version)
+        # Checking and sketching every request of a large body takes seconds: on worker
+        # threads, so the server goes on answering other calls (results downloads,
+        # polls) meanwhile, as the real API does.
+        pairs = await anyio.to_thread.run_sync(_checked_create_body, raw, version)
         answer_500 = self.state.faults.chance(config.create_500_share)
         if answer_500 and not self.state.faults.chance(config.create_500_made_share):
             raise InvalidRequest(MESSAGES[500], status=500, error_type=ERROR_TYPE_BY_STATUS[500])
-        batch = self.state.create_batch(pairs, _betas(request), version)
+        batch = await anyio.to_thread.run_sync(
+            self.state.create_batch, pairs, _betas(request), version
+        )
         if answer_500:  # made, yet answered 500: the client can't know it exists
             raise InvalidRequest(MESSAGES[500], status=500, error_type=ERROR_TYPE_BY_STATUS[500])
         payload = self.state.batch_json(batch, _base_url(request))
@@ -280,6 +286,10 @@ def _int_query(raw: str | None, default: int) -> int:
         return int(raw)
     except ValueError:
         raise InvalidRequest(f"limit: Input should be a valid integer, got '{raw}'") from None
+
+
+def _checked_create_body(raw: bytes, version: str) -> list[tuple[str, dict[str, Any]]]:
+    return check_create_body(parse_json(raw), version)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:

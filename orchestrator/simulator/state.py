@@ -54,6 +54,7 @@ class SimulatorState:
         self.faults = Faults(self.config.seed)
         self._batches: dict[str, Batch] = {}
         self._lock = threading.RLock()
+        self._creating = threading.Lock()
         self._ids = random.Random(digest64(self.config.seed, "batch-ids"))
         self._request_ids = random.Random(digest64(self.config.seed, "request-ids"))
         self._sequence = 0
@@ -90,35 +91,43 @@ class SimulatorState:
         betas: frozenset[str],
         api_version: str = "",
     ) -> Batch:
-        """Store a validated batch (§6.2: processing starts immediately)."""
-        with self._lock:
-            self._refresh()
-            self._check_queue(len(pairs))
-            created_at = max(self.clock.now(), self._last_created)
-            self._last_created, self._sequence = created_at, self._sequence + 1
-            new_id = batch_id(created_at, self._sequence, self._ids)
-            batch = self._build(new_id, created_at, pairs, betas)
-            self._batches[new_id] = batch
-            self.ledger.record_batch(
-                LedgerBatch(
-                    new_id,
-                    created_at,
-                    len(pairs),
-                    tuple(batch.custom_ids),
-                    api_version,
-                    tuple(sorted(betas)),
+        """Store a validated batch (§6.2: processing starts immediately).
+
+        Creates go one at a time; sketching the requests (seconds for a large batch)
+        holds only that, so the other calls are answered meanwhile.
+        """
+        with self._creating:
+            with self._lock:
+                self._refresh()
+                self._check_queue(len(pairs))
+                created_at = max(self.clock.now(), self._last_created)
+                self._last_created, self._sequence = created_at, self._sequence + 1
+                new_id = batch_id(created_at, self._sequence, self._ids)
+                config = self.config
+            batch = self._build(config, new_id, created_at, pairs, betas)
+            with self._lock:
+                self._batches[new_id] = batch
+                self.ledger.record_batch(
+                    LedgerBatch(
+                        new_id,
+                        created_at,
+                        len(pairs),
+                        tuple(batch.custom_ids),
+                        api_version,
+                        tuple(sorted(betas)),
+                    )
                 )
-            )
             return batch
 
     def _build(
         self,
+        config: SimulatorConfig,
         new_id: str,
         created_at: float,
         pairs: list[tuple[str, dict[str, Any]]],
         betas: frozenset[str],
     ) -> Batch:
-        config, shared = self.config, Shared()
+        shared = Shared()
         prompts = [
             sketch(
                 p,

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import re
+import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import orjson
 import pytest
 from starlette.testclient import TestClient
 
-from orchestrator.simulator import ManualClock, SimulatorConfig, create_app
+from orchestrator.simulator import ManualClock, SimulatorConfig, SimulatorServer, create_app
 
 from .conftest import params
 
@@ -177,3 +180,31 @@ def test_list_query_validation(client: TestClient) -> None:
     assert client.get(f"{BATCHES}?before_id=a&after_id=b", headers=HEADERS).status_code == 400
     page = client.get(BATCHES, headers=HEADERS).json()
     assert page == {"data": [], "has_more": False, "first_id": None, "last_id": None}
+
+
+def test_other_calls_are_answered_while_a_large_create_is_checked() -> None:
+    """Checking a large body takes the simulator seconds; like the real API it goes on
+    answering other calls meanwhile (a worker downloads results while it creates)."""
+    body = orjson.dumps(_body(30_000))
+    finished: dict[str, float] = {}
+    config = SimulatorConfig(processing_seconds=10, processing_jitter=0)
+    with SimulatorServer(config) as server:
+        url = server.base_url + BATCHES
+
+        def create() -> None:
+            headers = HEADERS | {"content-type": "application/json"}
+            answer = httpx.post(url, content=body, headers=headers, timeout=60)
+            assert answer.status_code == 200
+            finished["create"] = time.monotonic()
+
+        sender = threading.Thread(target=create)
+        sender.start()
+        try:
+            while server.state.ledger.to_json()["calls"].get("create", 0) == 0:
+                time.sleep(0.005)
+            time.sleep(0.2)  # the body is in (4 MB over loopback): it is being checked
+            assert httpx.get(url, headers=HEADERS, timeout=60).status_code == 200
+            finished["list"] = time.monotonic()
+        finally:
+            sender.join()
+    assert finished["list"] < finished["create"]
