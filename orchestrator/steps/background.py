@@ -15,8 +15,9 @@ submit step's: a worker killed mid-create leaves a ``creating`` batch whose leas
 expires, and the recover step reconciles it by listing, as before.
 
 What the thread did reaches the cycle as the submit step's report (summed since the
-previous cycle); an error that is not transient (a bad key) stops the thread and is
-raised by the cycle's next submit step, as it would be from the step itself.
+previous cycle); an error that is not transient (a bad key) is raised by the cycle's
+next submit step, as it would be by the step itself (``run`` ends with it, the daemon
+logs it), and the thread tries again after a poll interval, as a next cycle would.
 """
 
 from __future__ import annotations
@@ -24,8 +25,10 @@ from __future__ import annotations
 import threading
 from dataclasses import replace
 from datetime import datetime
+from functools import partial
 from types import TracebackType
 
+from orchestrator.errors import StoreError
 from orchestrator.steps import SKIPPED, run_step
 from orchestrator.steps.context import StepContext, StepReport, log, utcnow
 from orchestrator.steps.leases import LeaseKeeper, thread_owner
@@ -102,11 +105,14 @@ class BackgroundSubmit:
                 interrupted = False
                 while not self._stop.is_set():
                     self._wake.clear()
-                    if interrupted:  # free what a pass cut short by an outage left
-                        ctx.store.release_holder(ctx.owner)
-                    report = run_step(
-                        ctx, "submit", lambda: submit(ctx, utcnow(), self._stop.is_set)
-                    )
+                    try:
+                        report = run_step(ctx, "submit", partial(self._pass, ctx, interrupted))
+                    except Exception as exc:  # not transient: the cycle's thread raises it
+                        with self._lock:
+                            self._error = exc
+                        self.changed.set()
+                        self._wake.wait(pause)  # then try again, as a next cycle would
+                        continue
                     interrupted = SKIPPED in report.details
                     self._merge(report)
                     if report.work:
@@ -114,15 +120,17 @@ class BackgroundSubmit:
                         if not report.unreachable and not report.error:
                             continue  # more may be planned already
                     self._wake.wait(pause)
-            except BaseException as exc:  # handed to the cycle's thread
-                with self._lock:
-                    self._error = exc
-                self.changed.set()
             finally:
                 try:
                     ctx.store.release_holder(ctx.owner)
-                except Exception:  # the leases expire anyway
-                    log.warning("could not free the submitter's leases", exc_info=True)
+                except StoreError as exc:  # they expire anyway
+                    log.warning("could not free the submitter's leases: %s", exc)
+
+    def _pass(self, ctx: StepContext, interrupted: bool) -> StepReport:
+        """The submit step; after a pass an outage cut short, first free what it left."""
+        if interrupted:
+            ctx.store.release_holder(ctx.owner)
+        return submit(ctx, utcnow(), self._stop.is_set)
 
     def _merge(self, report: StepReport) -> None:
         with self._lock:

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
 from orchestrator.domain.states import BatchStatus
-from orchestrator.errors import AuthenticationError
+from orchestrator.errors import AuthenticationError, StoreUnavailableError
 from orchestrator.runner import drive
 from orchestrator.simulator import SimulatorServer
 from orchestrator.steps.context import utcnow
@@ -113,3 +115,30 @@ def test_the_submitter_is_part_of_its_worker_not_a_dead_peer() -> None:
     assert dead_local_holders([gone], me, host="host-a", pid=4242, alive=lambda p: p != 777) == [
         gone
     ]
+
+
+def test_the_submitter_outlives_a_store_outage(
+    make_ctx: MakeCtx, sim: SimulatorServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A daemon's store restarting must not stop its creates for good: the thread
+    skips the pass (and the release of what it left) and goes on."""
+    with make_ctx() as ctx:
+        job_id = new_job(ctx, write_job(tmp_path, "outage", 3))
+        down = {"claim_batches": 1, "release_holder": 1}
+
+        def failing(name: str, real: Callable[..., Any]) -> Callable[..., Any]:
+            def call(*args: Any, **kwargs: Any) -> Any:
+                on_the_thread = threading.current_thread().name == "submitter"
+                if down[name] and on_the_thread:
+                    down[name] -= 1
+                    raise StoreUnavailableError("job store failed: the database is restarting")
+                return real(*args, **kwargs)
+
+            return call
+
+        for name in down:
+            monkeypatch.setattr(ctx.store, name, failing(name, getattr(ctx.store, name)))
+        report = run_job(ctx, job_id)
+    assert down == {"claim_batches": 0, "release_holder": 0}  # both failed once
+    assert report.items == {"succeeded": 3}
+    assert len(ledger(sim)["batches"]) == 1
