@@ -55,6 +55,7 @@ def submit(
     leases = ctx.store.claim_batches(
         [BatchStatus.PLANNED], ctx.owner, now, ctx.ttl_s, CREATES_PER_RUN, job_id=ctx.job_id
     )
+    held = list(leases)
     try:
         for lease in leases:
             if should_stop():
@@ -64,16 +65,20 @@ def submit(
                 report.details[held_back] = 1
                 break
             outcome = _create(ctx, lease, now, report)
+            # Free at once: the batch may end (and be ingested by the worker's other
+            # thread, or a peer) while the next one is being created.
+            held.remove(lease)
+            ctx.store.release_batch(lease)
             report.add(outcome)
             if outcome in (DEFERRED, UNREACHABLE):
                 report.unreachable = outcome == UNREACHABLE
                 break
     finally:
-        # Every claimed batch, also those not reached when a create was deferred or
-        # an exception (Ctrl-C, SIGTERM, a store error) unwound the loop: a peer or
-        # the restarted worker takes them at once instead of after the lease TTL.
-        # A lease already moved on (or taken over) matches no row here.
-        for lease in leases:
+        # Every claimed batch not reached when a create was deferred or an exception
+        # (Ctrl-C, SIGTERM, a store error) unwound the loop: a peer or the restarted
+        # worker takes them at once instead of after the lease TTL. A lease already
+        # moved on (or taken over) matches no row here.
+        for lease in held:
             ctx.store.release_batch(lease)
     return report
 

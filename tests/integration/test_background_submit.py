@@ -22,6 +22,7 @@ from orchestrator.runner import drive
 from orchestrator.simulator import SimulatorServer
 from orchestrator.steps.context import utcnow
 from orchestrator.steps.leases import dead_local_holders, same_worker, thread_owner
+from orchestrator.steps.plan import plan
 from orchestrator.store.queries import Store
 from tests.integration.conftest import MakeCtx, ledger, new_job, run_job, write_job
 
@@ -64,6 +65,8 @@ def test_the_first_batch_is_ingested_while_the_second_is_being_created(
     gate = SecondCreateWaitsForFirstIngest(store_url)
     with make_ctx(transport=gate) as ctx:
         job_id = new_job(ctx, write_job(tmp_path, "pipelined", 6, max_requests=3))
+        # Both batches planned before the run: the thread claims them in one pass.
+        assert plan(ctx, utcnow()).details == {"batches": 2}
         report = run_job(ctx, job_id)
     assert gate.first_ingested_while_held is True  # run one step after the other: False
     assert report.items == {"succeeded": 6}
