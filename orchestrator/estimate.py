@@ -23,6 +23,7 @@ import math
 import random
 from array import array
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,9 +31,10 @@ from orchestrator.domain.planning import (
     BatchPlanner,
     RequestTooLargeForBatch,
     make_custom_id,
-    request_bytes,
+    request_size,
 )
 from orchestrator.domain.pricing import (
+    ModelPrice,
     PriceTable,
     approx_input_tokens,
     estimate_cost_usd,
@@ -42,8 +44,12 @@ from orchestrator.errors import OrchestratorError, SpecError
 
 #: Requests counted with the endpoint when the job is larger than this.
 DEFAULT_SAMPLE = 200
+#: Count-tokens requests in flight at a time.
+COUNT_WORKERS = 8
 #: The widest custom_id a request may get (sizes the planner conservatively).
 _WIDEST_ID = make_custom_id("z" * 16, 10**15, 99)
+#: Bytes of a request line besides its params, with that custom_id.
+_WIDEST_FRAME = request_size(_WIDEST_ID, 0)
 #: z for a 95 % two-sided interval.
 _Z95 = 1.96
 
@@ -125,7 +131,7 @@ class EstimateTally:
         """Count one item; a request too large for any batch goes to ``bad_rows``
         instead (False)."""
         n = len(self._approx)
-        size = len(request_bytes(_WIDEST_ID, item.params_json))
+        size = _WIDEST_FRAME + len(item.params_json)
         try:
             closed = self._planner.add(n, size)
         except RequestTooLargeForBatch as exc:
@@ -152,7 +158,8 @@ class EstimateTally:
         because: str | None = "offline: no ANTHROPIC_API_KEY"
         if count_tokens is not None and picked:
             try:
-                counts = [(approx[n], count_tokens(params)) for n, params in picked]
+                found = _counted([params for _, params in picked], count_tokens)
+                counts = [(approx[n], c) for (n, _), c in zip(picked, found, strict=True)]
             except OrchestratorError as exc:  # unreachable, refused...: an estimate all the same
                 because = f"the count-tokens endpoint failed: {exc}"
             else:
@@ -162,15 +169,21 @@ class EstimateTally:
         upper = (input_tokens + margin) / input_tokens if input_tokens else 1.0
         low = high = 0.0
         unpriced = 0
-        by_index = {index: name for name, index in self._names.items()}
+        model_prices = [prices.price_for(name) for name in self._names]  # by model index
+        costs: dict[tuple[int, int, int], tuple[float, float] | None] = {}
         for n in range(total):
-            price = prices.price_for(by_index[models[n]])
-            if price is None:
+            # Rows mostly repeat a few (model, tokens, max_tokens): each priced once.
+            key = (models[n], approx[n], ceilings[n])
+            cost = costs.get(key, _UNKNOWN)
+            if cost is _UNKNOWN:
+                if len(costs) >= _COSTS_KEPT:
+                    costs.clear()
+                cost = costs[key] = _costs(model_prices[key[0]], key[1], key[2], scale, upper)
+            if cost is None:
                 unpriced += 1
                 continue
-            tokens = round(approx[n] * scale)
-            low += estimate_cost_usd(price, tokens, 0)
-            high += estimate_cost_usd(price, math.ceil(tokens * upper), ceilings[n])
+            low += cost[0]
+            high += cost[1]
         return CostEstimate(
             items=total,
             batches=batches,
@@ -184,6 +197,36 @@ class EstimateTally:
             unpriced_items=unpriced,
             approximated_because=because,
         )
+
+
+#: Distinct item costs ``finish`` keeps at most (then forgets and works out again).
+_COSTS_KEPT = 4096
+_UNKNOWN: Any = object()
+
+
+def _costs(
+    price: ModelPrice | None, approx: int, ceiling: int, scale: float, upper: float
+) -> tuple[float, float] | None:
+    """One item's (low, high) cost at batch prices; None when its model has no price."""
+    if price is None:
+        return None
+    tokens = round(approx * scale)
+    low = estimate_cost_usd(price, tokens, 0)
+    return low, estimate_cost_usd(price, math.ceil(tokens * upper), ceiling)
+
+
+def _counted(requests: list[dict[str, Any]], count_tokens: CountTokens) -> list[int]:
+    """``count_tokens`` of each request, in order, ``COUNT_WORKERS`` of them at a time
+    (each is a round trip to the API). What the first request (in order) whose count
+    failed raised is raised, as one after the other would; the requests not started
+    by then are not sent."""
+    if len(requests) < 2:
+        return [count_tokens(params) for params in requests]
+    pool = ThreadPoolExecutor(min(COUNT_WORKERS, len(requests)), "count-tokens")
+    try:
+        return list(pool.map(count_tokens, requests))
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _ratio(counts: list[tuple[int, int]], population: int) -> tuple[float, int]:

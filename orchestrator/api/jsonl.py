@@ -9,7 +9,9 @@ such a stream on a thread of its own, while its consumer stores what it read.
 
 from __future__ import annotations
 
+import contextlib
 import threading
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Generic, TypeVar
 
@@ -87,20 +89,34 @@ class _Line:
 
 class ReadAhead(Generic[T]):
     """Runs ``source`` (say, a download framed and parsed a chunk at a time) on a
-    thread of its own, one item ahead of the consumer, and hands over what it raises.
-    One ahead and no more: each item held is a chunk of lines in memory. When the
-    block ends early, the thread stops at its next item (closing the download ends a
-    wait for bytes).
+    thread of its own, ``ahead`` items ahead of the consumer, and hands over what it
+    raises (the same exception, raised again in the consumer's thread). One ahead and
+    no more by default: each item held is a chunk of lines in memory. When the block
+    ends early, the thread stops at its next item and closes ``source`` there (closing
+    the download ends a wait for bytes); with ``join``, leaving the block also waits
+    for the thread to end (for a source that never waits on the network: say, a local
+    file parsed).
     """
 
-    def __init__(self, source: Iterator[T]) -> None:
+    def __init__(
+        self,
+        source: Iterator[T],
+        *,
+        name: str = "results-reader",
+        ahead: int = 1,
+        join: bool = False,
+    ) -> None:
+        if ahead < 1:
+            raise ValueError(f"ahead must be >= 1, got {ahead}")
         self._source = source
         self._ready = threading.Condition()
-        #: The next item, handed over: (True, item), (False, what was raised) or
-        #: (False, None) at the end; None while the thread is still reading it.
-        self._slot: tuple[bool, Any] | None = None
+        #: The items handed over, oldest first: (True, item), (False, what was raised)
+        #: or (False, None) at the end.
+        self._queue: deque[tuple[bool, Any]] = deque()
+        self._ahead = ahead
         self._stop = False
-        self._thread = threading.Thread(target=self._read, name="results-reader", daemon=True)
+        self._join = join
+        self._thread = threading.Thread(target=self._read, name=name, daemon=True)
 
     def __enter__(self) -> ReadAhead[T]:
         self._thread.start()
@@ -109,20 +125,28 @@ class ReadAhead(Generic[T]):
     def __exit__(self, *exc_info: object) -> None:
         with self._ready:
             self._stop = True
+            self._queue.clear()  # not kept while the thread winds down
             self._ready.notify_all()
+        if self._join:
+            self._thread.join()
 
-    def items(self, on_idle: Callable[[], None], late_s: float) -> Iterator[T]:
+    def items(
+        self, on_idle: Callable[[], None] | None = None, late_s: float | None = None
+    ) -> Iterator[T]:
         """The items in order; ``on_idle`` runs whenever the next one is ``late_s``
-        seconds late."""
+        seconds late (without them, the next one is waited for)."""
         while True:
-            entry = self._take(late_s)
+            entry = self._take(None if on_idle is None else late_s)
             if entry is None:
+                assert on_idle is not None
                 on_idle()
                 entry = self._take(None)
             assert entry is not None
             item, value = entry
+            del entry
             if item:
                 yield value
+                del value  # not kept while the next one is waited for
             elif value is None:
                 return
             else:
@@ -130,9 +154,9 @@ class ReadAhead(Generic[T]):
 
     def _take(self, timeout: float | None) -> tuple[bool, Any] | None:
         with self._ready:
-            if not self._ready.wait_for(lambda: self._slot is not None, timeout):
+            if not self._ready.wait_for(lambda: bool(self._queue), timeout):
                 return None
-            entry, self._slot = self._slot, None
+            entry = self._queue.popleft()
             self._ready.notify_all()
             return entry
 
@@ -142,17 +166,28 @@ class ReadAhead(Generic[T]):
                 handed = self._hand_over((True, value))
                 del value  # the consumer's now: not kept while the next one is read
                 if not handed:
+                    self._close_source()
                     return
         except BaseException as exc:  # raised again in the consumer's thread
             self._hand_over((False, exc))
             return
         self._hand_over((False, None))
 
+    def _close_source(self) -> None:
+        """The consumer left early: the source's own clean-up (its files, its
+        connections) runs here, on the thread that opened them."""
+        close = getattr(self._source, "close", None)
+        if close is not None:
+            with contextlib.suppress(Exception):  # nobody is left to hand it to
+                close()
+
     def _hand_over(self, entry: tuple[bool, Any]) -> bool:
-        """Leave this item, and wait until the consumer took it before reading the
-        next. False when the consumer is gone."""
+        """Leave this item, and wait until fewer than ``ahead`` items are waiting for
+        the consumer before reading the next. False when the consumer is gone."""
         with self._ready:
-            self._slot = entry
+            if self._stop:
+                return False
+            self._queue.append(entry)
             self._ready.notify_all()
-            self._ready.wait_for(lambda: self._slot is None or self._stop)
+            self._ready.wait_for(lambda: len(self._queue) < self._ahead or self._stop)
             return not self._stop

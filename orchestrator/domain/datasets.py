@@ -30,6 +30,10 @@ ARROW_SUFFIXES = (".parquet", ".arrow", ".feather")
 #: Rows turned into Python values at a time (memory stays flat in the file's size).
 ARROW_CHUNK_ROWS = 1024
 PYARROW_MISSING = "pip install 'batch-orchestrator[parquet]'"
+#: Bytes a data file is read at a time: each read lets go of the GIL, and a thread
+#: that does so waits for it again while another one computes (``steps.jobs`` reads
+#: its rows on a thread of their own), so reads are few and large.
+READ_BUFFER_BYTES = 1 << 20
 
 
 def jsonl_rows(path: Path, label: str) -> Iterator[tuple[int, dict[str, Any] | SpecError]]:
@@ -38,7 +42,7 @@ def jsonl_rows(path: Path, label: str) -> Iterator[tuple[int, dict[str, Any] | S
     Binary mode splits on b"\\n" only and each line is parsed on its own, so a bad
     line (JSON or UTF-8) is reported with its own number.
     """
-    with path.open("rb") as lines:
+    with path.open("rb", buffering=READ_BUFFER_BYTES) as lines:
         for line_no, raw in enumerate(lines, start=1):
             text = raw.removeprefix(_BOM) if line_no == 1 else raw
             if text.strip():

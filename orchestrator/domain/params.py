@@ -505,6 +505,8 @@ def _deprecation_message(model: str, info: ModelInfo) -> str:
 
 
 def _check_batch_support(params: Mapping[str, Any], api_version: str) -> None:
+    if _BATCH_CHECKED.isdisjoint(params.keys()):  # the common case, in one set operation
+        return
     for name, why in BATCH_UNSUPPORTED.items():
         if name == "stream" and params.get(name) in (None, False):
             continue
@@ -519,6 +521,10 @@ def _check_batch_support(params: Mapping[str, Any], api_version: str) -> None:
                     f'in API version {API_VERSION_2026}; remove it or set api_version = "'
                     f'{API_VERSION_2023}")',
                 )
+
+
+#: Every name ``_check_batch_support`` looks for.
+_BATCH_CHECKED = frozenset(BATCH_UNSUPPORTED) | frozenset(SAMPLING_PARAMS)
 
 
 def _check_messages(model: MessageParams, api_version: str) -> None:

@@ -68,7 +68,7 @@ from orchestrator.domain.pricing import PriceTable
 from orchestrator.domain.sources import Input, check_input, data_chunks, input_rows, parse_input
 from orchestrator.domain.sources import display_path as display_path
 from orchestrator.domain.sql_input import check_url_syntax, mask_raw_url
-from orchestrator.domain.templates import TemplateError, compile_request, render_request
+from orchestrator.domain.templates import TemplateError, compile_request, request_renderer
 from orchestrator.errors import SpecError
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9._-]{1,100}$")
@@ -423,6 +423,23 @@ def iter_items(
     SpecError once the file has been read. A problem that stops the reading (a bad CSV
     header or quoting) is raised at once, with the bad rows found before it.
     """
+    collector = bad_rows if bad_rows is not None else BadRows(display_path(loaded.spec.data_path))
+    rows = item_rows(loaded, default_api_version=default_api_version, models=models)
+    yield from good_items(rows, collector)
+    if bad_rows is None:
+        collector.raise_if_any()
+
+
+def item_rows(
+    loaded: LoadedSpec,
+    *,
+    default_api_version: str = DEFAULT_API_VERSION,
+    models: PriceTable | None = None,
+) -> Iterator[ItemDraft | SpecError]:
+    """The spec's items and bad rows (each a SpecError) in file order: what
+    :func:`iter_items` reads, before :func:`good_items` sets the bad rows aside. A
+    problem that stops the reading is raised as it is (``good_items`` adds the bad
+    rows found before it)."""
     spec = loaded.spec
     checks = _RowChecks(
         api_version=spec.api_version or default_api_version,
@@ -431,23 +448,23 @@ def iter_items(
         output=loaded.output,
         betas=tuple(spec.betas),
     )
-    collector = bad_rows if bad_rows is not None else BadRows(display_path(spec.data_path))
-    rows = (
-        _native_items(spec.requests, checks)
-        if spec.requests is not None
-        else _template_items(spec, loaded.path, checks)
-    )
+    if spec.requests is not None:
+        return _native_items(spec.requests, checks)
+    return _template_items(spec, loaded.path, checks)
+
+
+def good_items(rows: Iterable[ItemDraft | SpecError], bad_rows: BadRows) -> Iterator[ItemDraft]:
+    """The items of ``rows`` (from :func:`item_rows`), its bad rows into ``bad_rows``;
+    a problem that stops the reading is raised with the bad rows found before it."""
     try:
         for row in rows:
             if isinstance(row, SpecError):
-                collector.add(row)
+                bad_rows.add(row)
             else:
                 yield row
     except SpecError as fatal:
-        collector.add(fatal)
-        raise collector.error() from None
-    if bad_rows is None:
-        collector.raise_if_any()
+        bad_rows.add(fatal)
+        raise bad_rows.error() from None
 
 
 def _template_items(
@@ -456,7 +473,7 @@ def _template_items(
     assert spec.input is not None
     assert spec.key is not None
     assert spec.request is not None
-    compiled = compile_request(spec.request)
+    render_request = request_renderer(compile_request(spec.request))
     with_files = check_path_blocks(spec.request)
     base_dir = spec_path.parent  # paths in rows (images, PDFs) are relative to the spec
     label = display_path(spec.input)
@@ -468,7 +485,7 @@ def _template_items(
         where = f"{label}:{line}"
         try:
             key = _row_key(row, spec.key, where)
-            params = render_request(compiled, row)
+            params = render_request(row)
             if with_files:
                 params = embed_files(params, base_dir)
             draft = _draft(ordinal, key, line, params, checks, where, "request", row)

@@ -152,24 +152,44 @@ def _check_field(field: str, formatted: bool, path: str) -> None:
 
 def render_request(compiled: dict[str, Any], row: dict[str, Any]) -> dict[str, Any]:
     """Fill the templates from one row and expand ``prompt`` into ``messages``."""
-    params: dict[str, Any] = _render(compiled, row)
-    if "prompt" in params:
-        params["messages"] = [{"role": "user", "content": params.pop("prompt")}]
-    return params
+    return request_renderer(compiled)(row)
 
 
-def _render(node: Any, row: dict[str, Any]) -> Any:
+def request_renderer(compiled: dict[str, Any]) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """:func:`render_request` of ``compiled`` as one function of the row, for many rows:
+    the walk over ``compiled`` is done once, here, not once a row."""
+    render = _renderer(compiled)
+
+    def rendered(row: dict[str, Any]) -> dict[str, Any]:
+        params: dict[str, Any] = render(row)
+        if "prompt" in params:
+            params["messages"] = [{"role": "user", "content": params.pop("prompt")}]
+        return params
+
+    return rendered
+
+
+def _renderer(node: Any) -> Callable[[dict[str, Any]], Any]:
+    """The function that fills ``node`` from a row: each template rendered, each dict
+    and list made anew, anything else shared as it is."""
     if isinstance(node, _Template):
-        return "".join(
-            literal + _field_text(row, field, node.path) for literal, field in node.parts
+        path, parts = node.path, node.parts
+        if len(parts) == 1 and parts[0][1] is not None:
+            literal, field = parts[0]
+            return lambda row: literal + _field_text(row, field, path)
+        return lambda row: "".join(
+            literal + _field_text(row, field, path) for literal, field in parts
         )
     if isinstance(node, _Typed):
-        return _typed_value(row, node)
+        typed = node
+        return lambda row: _typed_value(row, typed)
     if isinstance(node, dict):
-        return {k: _render(v, row) for k, v in node.items()}
+        items = tuple((key, _renderer(value)) for key, value in node.items())
+        return lambda row: {key: render(row) for key, render in items}
     if isinstance(node, list):
-        return [_render(v, row) for v in node]
-    return node
+        renders = tuple(_renderer(value) for value in node)
+        return lambda row: [render(row) for render in renders]
+    return lambda _row: node
 
 
 def _field_text(row: dict[str, Any], field: str | None, path: str) -> str:

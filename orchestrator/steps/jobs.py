@@ -11,20 +11,24 @@ name in use is refused.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from itertools import chain
 from pathlib import Path
 
+from orchestrator.api.jsonl import ReadAhead
+from orchestrator.chunking import chunked
 from orchestrator.domain.contract import DEFAULT_API_VERSION, ENVELOPE_OVERHEAD
-from orchestrator.domain.planning import make_custom_id, request_bytes
+from orchestrator.domain.planning import make_custom_id, request_size
 from orchestrator.domain.pricing import PriceTable, approx_input_tokens, estimate_cost_usd
 from orchestrator.domain.spec import (
     BadRows,
     ItemDraft,
     LoadedSpec,
     display_path,
-    iter_items,
+    good_items,
+    item_rows,
     load_spec,
 )
 from orchestrator.errors import BudgetExceededError, JobConflictError, JobNotFoundError, SpecError
@@ -32,6 +36,9 @@ from orchestrator.estimate import EstimateTally
 from orchestrator.store.queries import Store
 from orchestrator.store.records import JobRecord, NewJob
 
+#: Rows the reader thread hands over at a time, and how many such chunks it reads
+#: ahead of the store (so it need not wait while a chunk is stored).
+READ_AHEAD_ROWS, READ_AHEAD_CHUNKS = 2000, 2
 #: The longest custom_id we can make (item ids up to 10**15, attempts up to 10**4).
 _WIDEST_ITEM_ID, _WIDEST_ATTEMPT = 10**15, 10**4
 
@@ -89,9 +96,6 @@ def submit_loaded(
         return existing, False
     estimate = Estimate()
     bad_rows = BadRows(display_path(spec.data_path), note="nothing was recorded")
-    items = _checked_items(
-        loaded, store.store_tag(), prices, estimate, api_version, bad_rows, tally
-    )
 
     def check_budget(item_count: int) -> None:
         bad_rows.raise_if_any()  # inside the transaction: raising rolls every item back
@@ -115,7 +119,17 @@ def submit_loaded(
             )
 
     new = _new_job(loaded, job_name, api_version)
-    job = store.create_job(new, items, before_commit=check_budget, now=now)
+    rows = item_rows(loaded, default_api_version=api_version, models=prices)
+    # The rows are read, rendered and validated on a thread of their own, up to
+    # READ_AHEAD_CHUNKS chunks ahead of this one, which checks, tallies and stores them
+    # in file order: the store's statements let go of the GIL (SQLite's inserts go many
+    # rows a statement), so the two overlap. What the thread raises is raised here, in
+    # its place among the rows; leaving the block, however, stops and joins the thread.
+    chunks = chunked(rows, READ_AHEAD_ROWS)
+    with ReadAhead(chunks, name="items-reader", ahead=READ_AHEAD_CHUNKS, join=True) as ahead:
+        drafts = good_items(chain.from_iterable(ahead.items()), bad_rows)
+        items = _checked_items(loaded, drafts, store.store_tag(), prices, estimate, bad_rows, tally)
+        job = store.create_job(new, items, before_commit=check_budget, now=now)
     return job, True
 
 
@@ -141,21 +155,22 @@ def _new_job(loaded: LoadedSpec, name: str, api_version: str) -> NewJob:
 
 def _checked_items(
     loaded: LoadedSpec,
+    drafts: Iterable[ItemDraft],
     tag: str,
     prices: PriceTable,
     estimate: Estimate,
-    api_version: str,
     bad_rows: BadRows,
     tally: EstimateTally | None = None,
 ) -> Iterator[ItemDraft]:
-    """The good items, summing the estimate; bad rows (a request too big for a batch
-    included) go to ``bad_rows``, which the caller raises before committing.
+    """The good items of ``drafts``, summing the estimate; bad rows (a request too big
+    for a batch included) go to ``bad_rows``, which the caller raises before committing.
     """
     widest_id = make_custom_id(tag, _WIDEST_ITEM_ID, _WIDEST_ATTEMPT)
+    frame = request_size(widest_id, 0) + ENVELOPE_OVERHEAD
     limit = loaded.spec.batching.max_bytes
-    checked = iter_items(loaded, default_api_version=api_version, models=prices, bad_rows=bad_rows)
-    for item in checked:
-        size = len(request_bytes(widest_id, item.params_json)) + ENVELOPE_OVERHEAD
+    costs = _Costs(prices)
+    for item in drafts:
+        size = frame + len(item.params_json)
         if size > limit:
             bad_rows.add(
                 SpecError(
@@ -167,17 +182,41 @@ def _checked_items(
             continue
         if tally is not None and not tally.add(item, bad_rows):
             continue
-        _add_estimate(estimate, item, prices)
+        costs.add(estimate, item)
         yield item
 
 
-def _add_estimate(estimate: Estimate, item: ItemDraft, prices: PriceTable) -> None:
-    price = prices.price_for(str(item.params.get("model", "")))
-    if price is None:
-        estimate.unpriced_models += 1
-        return
-    max_tokens = int(item.params.get("max_tokens", 0))
-    estimate.usd += estimate_cost_usd(price, approx_input_tokens(item.params_json), max_tokens)
+class _Costs:
+    """Each item's upper-bound cost, as ``estimate_cost_usd`` prices it, worked out once
+    per (model, input tokens, max_tokens): a job's rows mostly repeat a few of them."""
+
+    #: Distinct costs kept at most (then forgotten and found again).
+    KEPT = 4096
+
+    def __init__(self, prices: PriceTable) -> None:
+        self._prices = prices
+        #: (model, approximate input tokens, max_tokens) -> cost (None: no price).
+        self._known: dict[tuple[str, int, int], float | None] = {}
+
+    def add(self, estimate: Estimate, item: ItemDraft) -> None:
+        params = item.params
+        model = str(params.get("model", ""))
+        tokens = approx_input_tokens(item.params_json)
+        max_tokens = int(params.get("max_tokens", 0))
+        key = (model, tokens, max_tokens)
+        known = self._known
+        if key in known:
+            cost = known[key]
+        else:
+            if len(known) >= self.KEPT:
+                known.clear()
+            price = self._prices.price_for(model)
+            cost = None if price is None else estimate_cost_usd(price, tokens, max_tokens)
+            known[key] = cost
+        if cost is None:
+            estimate.unpriced_models += 1
+        else:
+            estimate.usd += cost
 
 
 def item_location(loaded: LoadedSpec, item: ItemDraft) -> str:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Table, delete, func, or_, select, text, update
+from sqlalchemy import Dialect, Table, delete, func, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from orchestrator.chunking import chunked
@@ -20,7 +21,7 @@ from orchestrator.domain.states import (
 )
 from orchestrator.errors import JobNotFoundError, SpecError
 from orchestrator.store._sql import StoreBase, count, job_record, lock_active_job
-from orchestrator.store.bulk import insert_rows
+from orchestrator.store.bulk import driver_value, insert_values
 from orchestrator.store.records import ItemLike, JobRecord, NewJob
 from orchestrator.store.tables import Batch, Item, Job
 from orchestrator.store.views import create_job_view, free_view_name
@@ -83,12 +84,20 @@ class JobOps(StoreBase):
             s.flush()
             total = 0
             seen: dict[str, None] = {}
+            conn = s.connection()
+            fixed = _fixed_values(conn.dialect, job.id, now)
             for chunk in chunked(items, ITEM_CHUNK_ROWS):
                 _check_duplicate_keys(s, job.id, chunk, new.spec_path)
-                # Core's executemany per chunk on SQLite, COPY on PostgreSQL (store/bulk.py).
-                insert_rows(s.connection(), _ITEMS, [_item_row(job.id, it, now) for it in chunk])
+                # Plain tuples at the driver: many rows a statement on SQLite (each
+                # statement lets go of the GIL while it runs), COPY on PostgreSQL.
+                rows = [_item_values(it, fixed) for it in chunk]
+                insert_values(conn, _ITEMS, _ITEM_COLUMNS, rows, processed=True)
+                del rows
+                columns: Sequence[str] = ()
                 for it in chunk:
-                    seen.update(dict.fromkeys(it.columns))
+                    if it.columns != columns:  # rows mostly share theirs
+                        columns = it.columns
+                        seen.update(dict.fromkeys(columns))
                 total += len(chunk)
             if s.get_bind().dialect.name == "postgresql":
                 # Statistics for the new rows before the grouped statements that follow
@@ -200,9 +209,7 @@ def _check_duplicate_keys(s: Session, job_id: int, chunk: list[ItemLike], where:
                 location=f"{where}: input line {item.line}",
             )
         seen[item.key] = item.line
-    clash = s.execute(
-        select(Item.key).where(Item.job_id == job_id, Item.key.in_(list(seen))).limit(1)
-    ).scalar_one_or_none()
+    clash = _stored_key(s, job_id, list(seen))
     if clash is not None:
         raise SpecError(
             f"duplicate key {clash!r} (already used by an earlier row)",
@@ -210,18 +217,65 @@ def _check_duplicate_keys(s: Session, job_id: int, chunk: list[ItemLike], where:
         )
 
 
-def _item_row(job_id: int, item: ItemLike, now: datetime) -> dict[str, Any]:
-    return {
+#: The columns an item is recorded with: those of ``_item_values``, then ``_fixed_values``.
+_ITEM_COLUMNS = (
+    "ordinal",
+    "key",
+    "params",
+    "params_hash",
+    "input",
+    "job_id",
+    "status",
+    "attempts",
+    "cached",
+    "updated_at",
+)
+
+
+def _fixed_values(dialect: Dialect, job_id: int, now: datetime) -> tuple[Any, ...]:
+    """The values every item of a new job is recorded with, as the driver takes them
+    (each column type's bind processing done once, not once a row)."""
+    fixed = {
         "job_id": job_id,
-        "ordinal": item.ordinal,
-        "key": item.key,
-        "params": item.params_json,
-        "params_hash": item.params_hash,
-        "input": None if item.input_json is None else item.input_json.decode(),
         "status": ItemStatus.PENDING,
         "attempts": 0,
+        "cached": False,
         "updated_at": now,
     }
+    return tuple(driver_value(dialect, _ITEMS, name, value) for name, value in fixed.items())
+
+
+def _stored_key(s: Session, job_id: int, keys: list[str]) -> str | None:
+    """One of ``keys`` an item of this job has already, or None."""
+    conn = s.connection()
+    if conn.dialect.name == "sqlite":
+        # At the driver: none of Core's work for each bound value of the IN list (a
+        # chunk has thousands); the statement is one of a few sizes, kept compiled.
+        found = conn.exec_driver_sql(_sqlite_stored_key(len(keys)), (job_id, *keys)).first()
+        return None if found is None else str(found[0])
+    return s.execute(
+        select(Item.key).where(Item.job_id == job_id, Item.key.in_(keys)).limit(1)
+    ).scalar_one_or_none()
+
+
+@lru_cache(maxsize=8)
+def _sqlite_stored_key(keys: int) -> str:
+    marks = ", ".join(["?"] * keys)
+    return f"SELECT key FROM items WHERE job_id = ? AND key IN ({marks}) LIMIT 1"
+
+
+def _item_values(item: ItemLike, fixed: tuple[Any, ...]) -> tuple[Any, ...]:
+    """An item's row in ``_ITEM_COLUMNS`` order, its values as the driver takes them
+    (JSON bytes as text, as ``JSONText`` stores them)."""
+    input_json = item.input_json
+    return (
+        item.ordinal,
+        item.key,
+        item.params_json.decode(),
+        item.params_hash,
+        None if input_json is None else input_json.decode(),
+        *fixed,
+    )
 
 
 def _new_job_fields(new: NewJob) -> dict[str, Any]:

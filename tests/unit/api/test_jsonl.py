@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import threading
+import time
 import tracemalloc
 from collections.abc import Iterator
 
@@ -101,3 +103,55 @@ def test_memory_per_line_is_bounded_by_the_limit() -> None:
         tracemalloc.stop()
     assert [len(line) for line in lines] == [jsonl.OVERSIZED_PREFIX_BYTES]
     assert peak < 5_000_000
+
+
+# -- ReadAhead: several items ahead, joined on leaving --------------------------------
+
+
+def test_read_ahead_reads_at_most_ahead_items_ahead_and_keeps_their_order() -> None:
+    read: list[int] = []
+
+    def source() -> Iterator[int]:
+        for n in range(50):
+            read.append(n)
+            yield n
+
+    with jsonl.ReadAhead(source(), ahead=3, join=True) as ahead:
+        items = ahead.items()
+        assert next(items) == 0
+        deadline = time.monotonic() + 5
+        while len(read) < 4 and time.monotonic() < deadline:
+            time.sleep(0.01)  # time for the thread to fill what it may
+        time.sleep(0.05)
+        assert len(read) == 4  # the one taken, and three waiting
+        assert list(items) == list(range(1, 50))
+
+
+def test_read_ahead_joined_stops_its_thread_and_closes_the_source_there() -> None:
+    closed_in: list[str] = []
+
+    def source() -> Iterator[int]:
+        try:
+            yield from range(1000)
+        finally:
+            closed_in.append(threading.current_thread().name)
+
+    with jsonl.ReadAhead(source(), name="reader", ahead=2, join=True) as ahead:
+        assert next(ahead.items()) == 0
+    assert closed_in == ["reader"]
+    assert not any(t.name == "reader" for t in threading.enumerate())
+
+
+def test_read_ahead_raises_what_the_source_raised_after_the_items_before_it() -> None:
+    failure = LookupError("row 3 is gone")
+
+    def source() -> Iterator[int]:
+        yield from range(3)
+        raise failure
+
+    seen: list[int] = []
+    with jsonl.ReadAhead(source(), ahead=2, join=True) as ahead:
+        with pytest.raises(LookupError) as caught:
+            seen.extend(ahead.items())
+    assert seen == [0, 1, 2]
+    assert caught.value is failure
