@@ -8,6 +8,7 @@ plans, creates, polls, ingests and resolves into a fresh store each time; the SD
     .venv/bin/python bench/end_to_end.py --items 100000 --rounds 2            # SQLite
     .venv/bin/python bench/end_to_end.py --items 100000 --rounds 2 --postgres # PostgreSQL
     .venv/bin/python bench/end_to_end.py --items 1000000 --rounds 1 --no-sdk  # 1M items
+    .venv/bin/python bench/end_to_end.py --items 100000 --max-requests 25000  # 4 batches
 """
 
 from __future__ import annotations
@@ -97,12 +98,18 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2, help="A B pairs (medians over them)")
     parser.add_argument("--postgres", action="store_true", help="a throwaway PostgreSQL store")
     parser.add_argument("--no-sdk", action="store_true", help="the orchestrator only")
+    parser.add_argument(
+        "--max-requests",
+        type=int,
+        help="the spec's [batching] max_requests (default: the API's 100,000 a batch)",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         rows = root / "rows.jsonl"
         write_rows(rows, args.items)
-        spec = write_spec(root, rows)
+        batching = f"[batching]\nmax_requests = {args.max_requests}\n" if args.max_requests else ""
+        spec = write_spec(root, rows, extra=batching)
         ours: list[ChildRun] = []
         theirs: list[ChildRun] = []
         with simulator() as base_url, _databases(args.postgres, root) as urls:
@@ -122,7 +129,8 @@ def main() -> None:
                     )
     store = "PostgreSQL" if args.postgres else "SQLite"
     a = median([r.seconds for r in ours])
-    print(f"\n{args.items:,} items, {store}, {args.rounds} round(s), medians:")
+    split = f", max_requests {args.max_requests:,}" if args.max_requests else ""
+    print(f"\n{args.items:,} items, {store}{split}, {args.rounds} round(s), medians:")
     print(
         f"orchestrator run: {a:.1f} s ({args.items / a:,.0f} items/s), "
         f"peak RSS {max(r.peak_rss_mb for r in ours):.0f} MB"
