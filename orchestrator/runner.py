@@ -35,6 +35,9 @@ from orchestrator.store.records import JobReport
 
 #: Pause between cycles that did something other than polling.
 BUSY_PAUSE_S = 0.05
+#: How long a cycle in which no step did anything reuses the job's last report (a
+#: batch's create runs on its own thread meanwhile; polls are cycles that work).
+REPORT_IDLE_S = 1.0
 
 log = logging.getLogger("orchestrator")
 
@@ -184,9 +187,14 @@ def _cycles(
 ) -> Iterator[JobReport]:
     unreachable = UnreachableClock(ctx.settings.unreachable_timeout_s)
     reason: str | None = None
+    report: JobReport | None = None
+    reported_at = 0.0
     while True:
         reports = run_cycle(ctx, should_stop, submitter=submitter.submit)
-        report = ctx.store.job_report(job_id)
+        # The report counts every item of the job: made again after a cycle that did
+        # something, and otherwise (another worker may have) once a REPORT_IDLE_S.
+        if report is None or any(r.work for r in reports) or _due(reported_at):
+            report, reported_at = ctx.store.job_report(job_id), time.monotonic()
         yield report
         if report.job.status in SETTLED_JOB_STATUSES and _settled(report):
             return
@@ -207,6 +215,10 @@ def _cycles(
         # A create the submitter finished (the batch may have ended already) wakes it.
         submitter.changed.wait(BUSY_PAUSE_S if busy(reports) else ctx.settings.poll_interval_s)
         submitter.changed.clear()
+
+
+def _due(reported_at: float) -> bool:
+    return time.monotonic() - reported_at >= REPORT_IDLE_S
 
 
 def settled(report: JobReport) -> bool:

@@ -27,7 +27,7 @@ EXPORT_PAGE_ROWS = 1000
 
 class ReportOps(StoreBase):
     def job_report(self, job_id: int) -> JobReport:
-        with self._tx() as s:
+        with self._read() as s:  # one snapshot, no write lock: run makes one each cycle
             job = job_record(s.get_one(Job, job_id))
             items = s.execute(
                 select(Item.status, func.count()).where(Item.job_id == job_id).group_by(Item.status)
