@@ -62,7 +62,7 @@ def run_cycle(
 ) -> list[StepReport]:
     """Every step once, each with a fresh ``now``; stops between steps when asked.
 
-    ``submitter`` stands in for the submit step: ``BackgroundSubmit.step`` of
+    ``submitter`` stands in for the submit step: ``BackgroundSubmit.submit`` of
     ``steps/background.py``, whose thread creates batches while this one plans,
     polls and ingests. Each step runs through :func:`run_step`.
     """

@@ -55,14 +55,9 @@ class BackgroundSubmit:
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._report = StepReport("submit")
-        self._error: BaseException | None = None
+        self._error: Exception | None = None
         self.changed = threading.Event()
         self._thread = threading.Thread(target=self._run, name="submitter", daemon=True)
-
-    @property
-    def owner(self) -> str:
-        """The lease owner id of the thread's work."""
-        return self._ctx.owner
 
     def __enter__(self) -> BackgroundSubmit:
         self._thread.start()
@@ -88,7 +83,7 @@ class BackgroundSubmit:
 
     def submit(self, ctx: StepContext, now: datetime) -> StepReport:  # noqa: ARG002 - a step
         """The submit step's place in a cycle: wake the thread, hand over what it did
-        since the last call; raise what stopped it."""
+        since the last call; raise the error that is not transient it met, if any."""
         with self._lock:
             error, self._error = self._error, None
             report, self._report = self._report, StepReport("submit")
