@@ -78,7 +78,6 @@ class Daemon:
             log.info("scheduled run of %s: job %s (id %s)", spec, job.name, job.id)
 
     def start(self) -> None:
-        self.submitter.__enter__()
         self.scheduler.add_job(
             self.cycle,
             "interval",
@@ -102,6 +101,8 @@ class Daemon:
                 coalesce=True,
                 misfire_grace_time=MISFIRE_GRACE_S,
             )
+        # Only once every spec was accepted: a daemon that refuses to start sends nothing.
+        self.submitter.__enter__()
         self.scheduler.start()
 
     def stop(self) -> None:

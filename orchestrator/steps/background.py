@@ -76,7 +76,8 @@ class BackgroundSubmit:
         freed); without ``wait``, give it ``INTERRUPTED_JOIN_S`` and return."""
         self._stop.set()
         self._wake.set()
-        self._thread.join(None if wait else INTERRUPTED_JOIN_S)
+        if self._thread.ident is not None:  # started
+            self._thread.join(None if wait else INTERRUPTED_JOIN_S)
 
     def wake(self) -> None:
         self._wake.set()
