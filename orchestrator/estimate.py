@@ -25,6 +25,7 @@ from array import array
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from orchestrator.domain.planning import (
@@ -46,6 +47,8 @@ from orchestrator.errors import OrchestratorError, SpecError
 DEFAULT_SAMPLE = 200
 #: Count-tokens requests in flight at a time.
 COUNT_WORKERS = 8
+#: Distinct (model, tokens, max_tokens) costs kept while pricing a job's items.
+COSTS_KEPT = 4096
 #: The widest custom_id a request may get (sizes the planner conservatively).
 _WIDEST_ID = make_custom_id("z" * 16, 10**15, 99)
 #: Bytes of a request line besides its params, with that custom_id.
@@ -170,15 +173,14 @@ class EstimateTally:
         low = high = 0.0
         unpriced = 0
         model_prices = [prices.price_for(name) for name in self._names]  # by model index
-        costs: dict[tuple[int, int, int], tuple[float, float] | None] = {}
+
+        # Rows mostly repeat a few (model, tokens, max_tokens): each priced once.
+        @lru_cache(maxsize=COSTS_KEPT)
+        def cost_of(model: int, tokens: int, ceiling: int) -> tuple[float, float] | None:
+            return _costs(model_prices[model], tokens, ceiling, scale, upper)
+
         for n in range(total):
-            # Rows mostly repeat a few (model, tokens, max_tokens): each priced once.
-            key = (models[n], approx[n], ceilings[n])
-            cost = costs.get(key, _UNKNOWN)
-            if cost is _UNKNOWN:
-                if len(costs) >= _COSTS_KEPT:
-                    costs.clear()
-                cost = costs[key] = _costs(model_prices[key[0]], key[1], key[2], scale, upper)
+            cost = cost_of(models[n], approx[n], ceilings[n])
             if cost is None:
                 unpriced += 1
                 continue
@@ -197,11 +199,6 @@ class EstimateTally:
             unpriced_items=unpriced,
             approximated_because=because,
         )
-
-
-#: Distinct item costs ``finish`` keeps at most (then forgets and works out again).
-_COSTS_KEPT = 4096
-_UNKNOWN: Any = object()
 
 
 def _costs(

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache, partial
 from itertools import chain
 from pathlib import Path
 
@@ -32,7 +33,7 @@ from orchestrator.domain.spec import (
     load_spec,
 )
 from orchestrator.errors import BudgetExceededError, JobConflictError, JobNotFoundError, SpecError
-from orchestrator.estimate import EstimateTally
+from orchestrator.estimate import COSTS_KEPT, EstimateTally
 from orchestrator.store.queries import Store
 from orchestrator.store.records import JobRecord, NewJob
 
@@ -168,7 +169,8 @@ def _checked_items(
     widest_id = make_custom_id(tag, _WIDEST_ITEM_ID, _WIDEST_ATTEMPT)
     frame = request_size(widest_id, 0) + ENVELOPE_OVERHEAD
     limit = loaded.spec.batching.max_bytes
-    costs = _Costs(prices)
+    # Rows mostly repeat a few (model, input tokens, max_tokens): each priced once.
+    cost_of = lru_cache(maxsize=COSTS_KEPT)(partial(_upper_cost, prices))
     for item in drafts:
         size = frame + len(item.params_json)
         if size > limit:
@@ -182,41 +184,23 @@ def _checked_items(
             continue
         if tally is not None and not tally.add(item, bad_rows):
             continue
-        costs.add(estimate, item)
-        yield item
-
-
-class _Costs:
-    """Each item's upper-bound cost, as ``estimate_cost_usd`` prices it, worked out once
-    per (model, input tokens, max_tokens): a job's rows mostly repeat a few of them."""
-
-    #: Distinct costs kept at most (then forgotten and found again).
-    KEPT = 4096
-
-    def __init__(self, prices: PriceTable) -> None:
-        self._prices = prices
-        #: (model, approximate input tokens, max_tokens) -> cost (None: no price).
-        self._known: dict[tuple[str, int, int], float | None] = {}
-
-    def add(self, estimate: Estimate, item: ItemDraft) -> None:
         params = item.params
-        model = str(params.get("model", ""))
-        tokens = approx_input_tokens(item.params_json)
-        max_tokens = int(params.get("max_tokens", 0))
-        key = (model, tokens, max_tokens)
-        known = self._known
-        if key in known:
-            cost = known[key]
-        else:
-            if len(known) >= self.KEPT:
-                known.clear()
-            price = self._prices.price_for(model)
-            cost = None if price is None else estimate_cost_usd(price, tokens, max_tokens)
-            known[key] = cost
+        cost = cost_of(
+            str(params.get("model", "")),
+            approx_input_tokens(item.params_json),
+            int(params.get("max_tokens", 0)),
+        )
         if cost is None:
             estimate.unpriced_models += 1
         else:
             estimate.usd += cost
+        yield item
+
+
+def _upper_cost(prices: PriceTable, model: str, tokens: int, max_tokens: int) -> float | None:
+    """A request's upper-bound cost (``estimate_cost_usd``); None when its model has no price."""
+    price = prices.price_for(model)
+    return None if price is None else estimate_cost_usd(price, tokens, max_tokens)
 
 
 def item_location(loaded: LoadedSpec, item: ItemDraft) -> str:
