@@ -252,17 +252,13 @@ def _stored_key(s: Session, job_id: int, keys: list[str]) -> str | None:
         # At the driver: none of Core's work for each bound value of the IN list (a
         # chunk has thousands); the statement is one of a few sizes, kept compiled.
         found = conn.exec_driver_sql(_sqlite_stored_key(len(keys)), (job_id, *keys)).first()
-        return None if found is None else str(found[0])
-    if conn.dialect.name == "postgresql":
-        # One array parameter, not thousands: PostgreSQL parses and plans an IN list
-        # of a chunk's keys for every chunk (60 ms each, 3 s of a 100,000-row job).
+    else:
+        # PostgreSQL: one array parameter, not thousands (an IN list of a chunk's keys
+        # is parsed and planned for every chunk: 60 ms each, 3 s of a 100,000-row job).
         found = conn.exec_driver_sql(
             "SELECT key FROM items WHERE job_id = %s AND key = ANY(%s) LIMIT 1", (job_id, keys)
         ).first()
-        return None if found is None else str(found[0])
-    return s.execute(
-        select(Item.key).where(Item.job_id == job_id, Item.key.in_(keys)).limit(1)
-    ).scalar_one_or_none()
+    return None if found is None else str(found[0])
 
 
 @lru_cache(maxsize=8)
