@@ -102,7 +102,7 @@ class Daemon:
                 misfire_grace_time=MISFIRE_GRACE_S,
             )
         # Only once every spec was accepted: a daemon that refuses to start sends nothing.
-        self.submitter.__enter__()
+        self.submitter.start()
         self.scheduler.start()
 
     def stop(self) -> None:

@@ -45,8 +45,8 @@ class BackgroundSubmit:
 
     Use as a context manager; :meth:`submit` stands in for the submit step in
     ``run_cycle`` and :meth:`wake` asks the thread to look for planned batches now.
-    ``changed`` is set whenever the thread created (or gave up on) a batch, so a loop
-    waiting between cycles can go on at once.
+    ``changed`` is set whenever the thread created (or gave up on) a batch or met an
+    error, so a loop waiting between cycles can go on at once.
     """
 
     def __init__(self, ctx: StepContext) -> None:
@@ -60,8 +60,11 @@ class BackgroundSubmit:
         self._thread = threading.Thread(target=self._run, name="submitter", daemon=True)
 
     def __enter__(self) -> BackgroundSubmit:
-        self._thread.start()
+        self.start()
         return self
+
+    def start(self) -> None:
+        self._thread.start()
 
     def __exit__(
         self,
