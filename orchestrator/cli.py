@@ -39,12 +39,13 @@ from orchestrator.logs import configure_logging
 from orchestrator.progress import JobProgress, print_estimate, print_summary
 from orchestrator.runner import StopSignals, drive, make_client, open_store, step_context
 from orchestrator.settings import Settings, load_settings
-from orchestrator.steps.context import StepContext, utcnow
+from orchestrator.steps.context import StepContext, log, utcnow
 from orchestrator.steps.jobs import resolve_job, submit_loaded, submit_spec
 from orchestrator.steps.poll import cancel_now
 from orchestrator.steps.waiting import waiting_reason
 from orchestrator.store import bootstrap
 from orchestrator.store import engine as store_engine
+from orchestrator.store.jobs import PlanAtRecord
 from orchestrator.store.records import JobRecord, JobReport
 
 
@@ -190,9 +191,12 @@ def run(
         return
     _new_store(settings)
     with step_context(settings) as ctx:
-        job, created = _record(ctx, loaded, sample)
+        plan = PlanAtRecord(ctx.store.store_tag())
+        job, created = _record(ctx, loaded, sample, plan)
         verb = "recorded" if created else "resuming"
         console.print(f"job [bold]{job.name}[/] (id {job.id}) {verb}: {job.items_total:,} items")
+        for batch_id, requests in plan.planned:
+            log.info("job %s: planned batch %s with %s requests", job.id, batch_id, requests)
         with StopSignals(_say_stopping) as stop:
             with JobProgress(console, job.items_total) as progress:
                 report = drive(
@@ -209,9 +213,12 @@ def run(
     raise typer.Exit(_run_exit_code(report))
 
 
-def _record(ctx: StepContext, loaded: LoadedSpec, sample: int) -> tuple[JobRecord, bool]:
+def _record(
+    ctx: StepContext, loaded: LoadedSpec, sample: int, plan: PlanAtRecord
+) -> tuple[JobRecord, bool]:
     """Record the job (or find it again: a run to resume), showing a new job's
-    estimate from the same read of its rows.
+    estimate from the same read of its rows. A new job is planned as it is recorded
+    (``plan``): ``run`` sends it at once.
 
     With ``budget_usd`` the estimate (its sample counted with the count-tokens
     endpoint) is made and checked inside the job's transaction, so a job over budget
@@ -244,6 +251,7 @@ def _record(ctx: StepContext, loaded: LoadedSpec, sample: int) -> tuple[JobRecor
         api_version=settings.api_version,
         tally=tally,
         before_commit=within_budget if spec.budget_usd is not None else None,
+        plan=plan,
     )
     if created and spec.budget_usd is None:
         show_estimate()

@@ -34,6 +34,7 @@ from orchestrator.domain.spec import (
 )
 from orchestrator.errors import BudgetExceededError, JobConflictError, JobNotFoundError, SpecError
 from orchestrator.estimate import COSTS_KEPT, EstimateTally
+from orchestrator.store.jobs import PlanAtRecord
 from orchestrator.store.queries import Store
 from orchestrator.store.records import JobRecord, NewJob
 
@@ -78,12 +79,15 @@ def submit_loaded(
     name: str | None = None,
     tally: EstimateTally | None = None,
     before_commit: Callable[[], None] | None = None,
+    plan: PlanAtRecord | None = None,
 ) -> tuple[JobRecord, bool]:
     """Record the job of a loaded spec (or find it again). Returns (job, created).
 
     ``tally`` gathers the cost estimate from the same pass over the rows (``run``
     reads a new job's data once); ``before_commit`` runs inside the job's transaction
-    once every row is recorded and checked (raising records nothing).
+    once every row is recorded and checked (raising records nothing). With ``plan``, a
+    new job's items are planned into batches as they are recorded (``run``, which
+    sends at once; see ``PlanAtRecord``), else they wait ``pending`` for the plan step.
     """
     spec = loaded.spec
     job_name = name or spec.name
@@ -127,10 +131,11 @@ def submit_loaded(
     # rows a statement), so the two overlap. What the thread raises is raised here, in
     # its place among the rows; leaving the block, however, stops and joins the thread.
     chunks = chunked(rows, READ_AHEAD_ROWS)
+    tag = store.store_tag()
     with ReadAhead(chunks, name="items-reader", ahead=READ_AHEAD_CHUNKS, join=True) as ahead:
         drafts = good_items(chain.from_iterable(ahead.items()), bad_rows)
-        items = _checked_items(loaded, drafts, store.store_tag(), prices, estimate, bad_rows, tally)
-        job = store.create_job(new, items, before_commit=check_budget, now=now)
+        items = _checked_items(loaded, drafts, tag, prices, estimate, bad_rows, tally)
+        job = store.create_job(new, items, before_commit=check_budget, now=now, plan=plan)
     return job, True
 
 

@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import Any
 
-from sqlalchemy import Dialect, Table, delete, func, or_, select, text, update
+from sqlalchemy import Connection, Dialect, Table, delete, func, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from orchestrator.chunking import chunked
+from orchestrator.domain.planning import (
+    BatchPlanner,
+    PlannedBatch,
+    make_custom_id,
+    request_size,
+)
 from orchestrator.domain.states import (
     CREATE_IN_FLIGHT,
     OPEN_REMOTE_BATCH_STATUSES,
@@ -22,6 +29,7 @@ from orchestrator.domain.states import (
 from orchestrator.errors import JobNotFoundError, SpecError
 from orchestrator.store._sql import StoreBase, count, job_record, lock_active_job
 from orchestrator.store.bulk import driver_value, insert_values
+from orchestrator.store.planning import copy_batch_requests
 from orchestrator.store.records import ItemLike, JobRecord, NewJob
 from orchestrator.store.tables import Batch, Item, Job
 from orchestrator.store.views import create_job_view, free_view_name
@@ -29,6 +37,23 @@ from orchestrator.store.views import create_job_view, free_view_name
 _ITEMS: Table = Item.__table__  # type: ignore[assignment]
 
 ITEM_CHUNK_ROWS = 2000
+
+
+@dataclass(slots=True)
+class PlanAtRecord:
+    """Ask :meth:`JobOps.create_job` to plan the new job's items into batches as it
+    records them (``run``, which plans and sends at once), in the job's transaction:
+    each item is written once, already ``queued`` in its batch, rather than recorded
+    ``pending`` and rewritten by the plan step a moment later.
+
+    Only an item whose params no item of the store has yet (this job's earlier rows
+    included) is planned so: one the response cache might answer, or that repeats an
+    earlier row (``dedupe``), is recorded ``pending`` and left to the plan step, which
+    decides it as ever. ``planned`` is filled in: (batch id, requests) of each batch.
+    """
+
+    store_tag: str
+    planned: list[tuple[int, int]] = field(default_factory=list)
 
 
 class JobOps(StoreBase):
@@ -70,8 +95,10 @@ class JobOps(StoreBase):
         *,
         before_commit: Callable[[int], None] | None = None,
         now: datetime,
+        plan: PlanAtRecord | None = None,
     ) -> JobRecord:
-        """Record a job and all its items in ONE transaction.
+        """Record a job and all its items in ONE transaction (with ``plan``, its
+        batches too: see :class:`PlanAtRecord`).
 
         A bad row, a duplicate key or ``before_commit`` (given the item count)
         raising rolls everything back: a rejected spec leaves nothing half-written.
@@ -86,19 +113,25 @@ class JobOps(StoreBase):
             seen: dict[str, None] = {}
             conn = s.connection()
             fixed = _fixed_values(conn.dialect, job.id, now)
+            planner = None if plan is None else _PlanningRecorder(s, job.id, new, plan, now)
             for chunk in chunked(items, ITEM_CHUNK_ROWS):
                 _check_duplicate_keys(s, job.id, chunk, new.spec_path)
-                # Plain tuples at the driver: many rows a statement on SQLite (each
-                # statement lets go of the GIL while it runs), COPY on PostgreSQL.
-                rows = [_item_values(it, fixed) for it in chunk]
-                insert_values(conn, _ITEMS, _ITEM_COLUMNS, rows, processed=True)
-                del rows
+                if planner is not None:
+                    planner.insert(chunk)
+                else:
+                    # Plain tuples at the driver: many rows a statement on SQLite (each
+                    # statement lets go of the GIL while it runs), COPY on PostgreSQL.
+                    rows = [_item_values(it, fixed) for it in chunk]
+                    insert_values(conn, _ITEMS, _ITEM_COLUMNS, rows, processed=True)
+                    del rows
                 columns: Sequence[str] = ()
                 for it in chunk:
                     if it.columns != columns:  # rows mostly share theirs
                         columns = it.columns
                         seen.update(dict.fromkeys(columns))
                 total += len(chunk)
+            if planner is not None:
+                planner.finish()
             if s.get_bind().dialect.name == "postgresql":
                 # Statistics for the new rows before the grouped statements that follow
                 # (leaders here, the cache and planning next): without them PostgreSQL
@@ -279,6 +312,147 @@ def _item_values(item: ItemLike, fixed: tuple[Any, ...]) -> tuple[Any, ...]:
         None if input_json is None else input_json.decode(),
         *fixed,
     )
+
+
+#: The columns of an item recorded by ``_PlanningRecorder``: its id is chosen first,
+#: for its custom_id; then those of ``_item_values``; then its plan; then job and time.
+_PLANNED_ITEM_COLUMNS = (
+    "id",
+    "ordinal",
+    "key",
+    "params",
+    "params_hash",
+    "input",
+    "custom_id",
+    "batch_id",
+    "status",
+    "attempts",
+    "job_id",
+    "cached",
+    "updated_at",
+)
+
+
+class _PlanningRecorder:
+    """Records a new job's items chunk by chunk, each planned as it is written (see
+    :class:`PlanAtRecord`): the plan step's packing (``BatchPlanner``, in id order)
+    and custom_ids (``<tag>-<item id>-1``), its batch rows and their requests."""
+
+    def __init__(
+        self, s: Session, job_id: int, new: NewJob, plan: PlanAtRecord, now: datetime
+    ) -> None:
+        make_custom_id(plan.store_tag, 1, 1)  # a bad tag fails here, not in a batch
+        self._s = s
+        self._conn = s.connection()
+        self._job_id = job_id
+        self._plan = plan
+        self._now = now
+        self._planner = BatchPlanner(new.max_requests, new.max_bytes)
+        self._batch: Batch | None = None
+        # Without dedupe and the cache nothing decides anything from repeated params.
+        self._check_repeats = new.dedupe or new.use_cache
+        dialect = self._conn.dialect
+        self._postgres = dialect.name == "postgresql"
+        value = partial(driver_value, dialect, _ITEMS)
+        self._queued = (value("status", ItemStatus.QUEUED), 1)
+        self._pending = (None, None, value("status", ItemStatus.PENDING), 0)
+        self._fixed = (value("job_id", job_id), value("cached", False), value("updated_at", now))
+        # SQLite gives a new row the largest id + 1, as this does (the write lock is
+        # held): ids in file order, as recording without a plan gives them.
+        self._last_id = 0 if self._postgres else _largest_item_id(self._conn)
+
+    def insert(self, chunk: Sequence[ItemLike]) -> None:
+        repeats = self._stored_hashes(chunk) if self._check_repeats else set()
+        closed: list[tuple[Batch, PlannedBatch]] = []
+        rows: list[tuple[Any, ...]] = []
+        tag = self._plan.store_tag
+        for item_id, item in zip(self._new_ids(len(chunk)), chunk, strict=True):
+            params_hash, input_json = item.params_hash, item.input_json
+            values = (
+                item_id,
+                item.ordinal,
+                item.key,
+                item.params_json.decode(),
+                params_hash,
+                None if input_json is None else input_json.decode(),
+            )
+            if self._check_repeats:
+                if params_hash in repeats:  # the plan step's to decide
+                    rows.append((*values, *self._pending, *self._fixed))
+                    continue
+                repeats.add(params_hash)
+            custom_id = f"{tag}-{item_id}-1"
+            full = self._planner.add(item_id, request_size(custom_id, len(item.params_json)))
+            if full is not None and self._batch is not None:
+                closed.append((self._batch, full))
+                self._batch = None
+            if self._batch is None:
+                self._batch = self._new_batch()
+            rows.append((*values, custom_id, self._batch.id, *self._queued, *self._fixed))
+        insert_values(self._conn, _ITEMS, _PLANNED_ITEM_COLUMNS, rows, processed=True)
+        for batch, planned in closed:  # their items are stored now
+            self._close(batch, planned)
+
+    def finish(self) -> None:
+        last = self._planner.finish()
+        if last is not None and self._batch is not None:
+            self._close(self._batch, last)
+
+    def _new_ids(self, n: int) -> Sequence[int]:
+        if self._postgres:  # from the sequence: other sessions may be inserting items
+            rows = self._conn.exec_driver_sql(
+                "SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)",
+                (_ITEMS.fullname, n),
+            )
+            return sorted(int(r[0]) for r in rows)
+        first = self._last_id + 1
+        self._last_id += n
+        return range(first, first + n)
+
+    def _stored_hashes(self, chunk: Sequence[ItemLike]) -> set[str]:
+        """The params hashes of ``chunk`` that an item of the store has already."""
+        wanted = list(dict.fromkeys(it.params_hash for it in chunk))
+        if self._postgres:
+            found = self._conn.exec_driver_sql(
+                "SELECT DISTINCT params_hash FROM items WHERE params_hash = ANY(%s)", (wanted,)
+            )
+        else:
+            # One of a few statement sizes (powers of two), however many distinct hashes.
+            size = 1 << (len(wanted) - 1).bit_length()
+            wanted += wanted[-1:] * (size - len(wanted))
+            found = self._conn.exec_driver_sql(_sqlite_stored_hashes(size), tuple(wanted))
+        return {str(r[0]) for r in found}
+
+    def _new_batch(self) -> Batch:
+        # Its count and size are set when it is closed (within this transaction).
+        batch = Batch(
+            job_id=self._job_id,
+            status=BatchStatus.PLANNED,
+            request_count=1,
+            body_bytes=0,
+            created_at=self._now,
+            updated_at=self._now,
+        )
+        self._s.add(batch)
+        self._s.flush()
+        return batch
+
+    def _close(self, batch: Batch, planned: PlannedBatch) -> None:
+        batch.request_count = len(planned.request_ids)
+        batch.body_bytes = planned.body_bytes
+        self._s.flush()
+        copy_batch_requests(self._s, batch.id)
+        self._plan.planned.append((batch.id, batch.request_count))
+
+
+def _largest_item_id(conn: Connection) -> int:
+    return int(conn.exec_driver_sql("SELECT coalesce(max(id), 0) FROM items").scalar_one())
+
+
+@lru_cache(maxsize=16)
+def _sqlite_stored_hashes(hashes: int) -> str:
+    marks = ", ".join(["?"] * hashes)
+    return f"SELECT DISTINCT params_hash FROM items WHERE params_hash IN ({marks})"
 
 
 def _new_job_fields(new: NewJob) -> dict[str, Any]:

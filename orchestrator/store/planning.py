@@ -200,7 +200,7 @@ class PlanningOps(StoreBase):
                 moved = _queue_items(s, batch.id, requests, tag, now)
                 if moved != len(requests):
                     raise LostRace
-                _copy_requests(s, batch.id)
+                copy_batch_requests(s, batch.id)
                 return batch.id
             moved = 0
             # Chunked so no statement carries more ids than a backend binds at once.
@@ -291,7 +291,7 @@ def _write_requests(s: Session, batch_id: int, chunk: Sequence[PlannedRequest]) 
     )
 
 
-def _copy_requests(s: Session, batch_id: int) -> None:
+def copy_batch_requests(s: Session, batch_id: int) -> None:
     """Write the batch's requests from its items, just moved into it, in id order."""
     s.connection().execute(
         _REQUESTS.insert().from_select(
