@@ -146,12 +146,12 @@ def test_the_plan_made_while_recording_is_the_plan_steps(
     monkeypatch.setattr(store_jobs, "ITEM_CHUNK_ROWS", 4)  # batches close across chunks
     loaded = load_spec(write_spec(tmp_path, texts(40), max_bytes=max_bytes))
     states = []
-    for url, at_record in (
+    for url, planned_at_record in (
         (store_url, True),
         (another_store_url(request, store_url, tmp_path), False),
     ):
         with ctx_factory(url) as ctx:
-            planning = PlanAtRecord(ctx.store.store_tag()) if at_record else None
+            planning = PlanAtRecord(ctx.store.store_tag()) if planned_at_record else None
             job, created = submit_loaded(ctx.store, loaded, utcnow(), PRICES, plan=planning)
             assert created
             if planning is not None:
