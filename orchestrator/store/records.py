@@ -15,7 +15,6 @@ from datetime import datetime
 from typing import Any, NamedTuple, Protocol
 
 from orchestrator.domain.output import Output
-from orchestrator.domain.planning import make_custom_id, parse_custom_id
 from orchestrator.domain.states import (
     TERMINAL_ITEM_STATUSES,
     BatchStatus,
@@ -198,19 +197,27 @@ class RouteTable:
         return len(self._items)
 
     def get(self, custom_id: str) -> Route | None:
-        """The route of a request of this batch; None for any other custom_id."""
-        parts = parse_custom_id(custom_id)
-        if parts is None or parts.store_tag != self._tag:
+        """The route of a request of this batch; None for any other custom_id.
+
+        Called for every result line, so by string operations rather than through
+        ``parse_custom_id``: the id must be exactly the one ``make_custom_id`` makes of
+        the numbers it splits into (which rules out signs, spaces, leading zeros and
+        digits other than ASCII ones, all of which ``int`` would take)."""
+        tag, _, rest = custom_id.partition("-")
+        if tag != self._tag:
             return None
-        item, attempt = parts.item_id, parts.attempt
+        item_text, _, attempt_text = rest.partition("-")
+        try:
+            item, attempt = int(item_text), int(attempt_text)
+        except ValueError:
+            return None
+        if item < 1 or attempt < 1 or custom_id != f"{tag}-{item}-{attempt}":
+            return None
         items = self._items
         at = bisect_left(items, item)
         if at == len(items) or items[at] != item or self._attempts[at] != attempt:
             return None
-        # Exactly the request's custom_id, not merely one that parses the same.
-        return (
-            Route(item, attempt) if custom_id == make_custom_id(self._tag, item, attempt) else None
-        )
+        return Route(item, attempt)
 
 
 @dataclass(frozen=True, slots=True)

@@ -113,7 +113,7 @@ class ResultOps(StoreBase):
         the batch is not ``make_custom_id``'s for this store (route by query then)."""
         with self._tx() as s:
             tag = s.execute(select(Meta.value).where(Meta.key == "store_tag")).scalar()
-        if tag is None:
+        if tag is None or _custom_id_of(tag, 1, 1) is None:
             return None
         items, attempts = array("q"), array("l")
         after = 0
@@ -128,7 +128,8 @@ class ResultOps(StoreBase):
             with self._tx() as s:
                 page = s.connection().execute(query).all()
             for item, attempt, custom_id in page:
-                if custom_id != _custom_id_of(tag, item, attempt):
+                # make_custom_id's, for a tag it takes (checked above), ids from 1 up.
+                if custom_id != f"{tag}-{item}-{attempt}" or item < 1 or attempt < 1:
                     return None
                 items.append(item)
                 attempts.append(attempt)

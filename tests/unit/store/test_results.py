@@ -68,6 +68,37 @@ def test_batch_routes_route_exactly_the_batch_requests(store: Store) -> None:
     assert table.get(custom_id(store, ids[0]).replace("-", "-0", 1)) is None  # not the same id
 
 
+@pytest.mark.parametrize(
+    "shape",
+    [
+        "{tag}-0{item}-1",  # a leading zero
+        "{tag}-+{item}-1",  # a sign
+        "{tag}- {item}-1",  # a space
+        "{tag}-{item}-1 ",
+        "{tag}-{item}_0-1",  # an underscore, which int() takes
+        "{tag}-{arabic}-1",  # digits int() reads, but not ASCII ones
+        "{tag}-{item}-1-1",
+        "{tag}-{item}",
+        "{tag}{item}-1",
+        "{tag}x-{item}-1",
+        "-{item}-1",
+    ],
+)
+def test_batch_routes_route_no_look_alike_of_a_custom_id(store: Store, shape: str) -> None:
+    job = make_job(store, 1)
+    item = item_ids(store, job.id)[0]
+    table = store.batch_routes(plan_batch(store, job.id))
+    assert table is not None
+    tag = store.store_tag()
+    arabic = str(item).translate(str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩"))
+    assert table.get(f"{tag}-{item}-1") == Route(item, 1)
+
+    look_alike = shape.format(tag=tag, item=item, arabic=arabic)
+
+    assert int(arabic) == item  # what makes the last shapes worth checking
+    assert table.get(look_alike) is None
+
+
 def test_batch_routes_are_none_when_a_custom_id_is_not_this_store_s(store: Store) -> None:
     job = make_job(store, 2)
     batch_id = plan_batch(store, job.id)
