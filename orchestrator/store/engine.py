@@ -13,6 +13,7 @@ store; claims there use ``FOR UPDATE SKIP LOCKED``.
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Any
 
 from alembic.config import Config
@@ -24,6 +25,8 @@ from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 
 from orchestrator.errors import ConfigError, StoreNotAtHeadError, StoreUnavailableError
 from orchestrator.resources import migrations_dir
+
+log = logging.getLogger(__name__)
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 #: The execution option that marks a connection's transactions as reads only.
@@ -94,6 +97,32 @@ def _sqlite_engine(url: str, **kwargs: Any) -> Engine:
         conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
     return engine
+
+
+def checkpoint_in_background(engine: Engine) -> threading.Thread:
+    """Copy an SQLite store's write-ahead log into its database file on a thread of its
+    own, started here: ``PRAGMA wal_checkpoint(PASSIVE)``, which waits for no one and
+    holds up no one (writers go on appending to the log meanwhile). For a large commit
+    made with the automatic checkpoint off (``StoreBase._bulk_tx``). Not a daemon
+    thread: a process that ends at once waits for the copy, as its commit would have.
+    A checkpoint that fails leaves the copying to the next automatic one."""
+
+    def copy() -> None:
+        try:
+            raw = engine.raw_connection()
+            try:
+                cursor = raw.cursor()
+                cursor.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                cursor.fetchall()
+                cursor.close()
+            finally:
+                raw.close()
+        except Exception:  # the next automatic checkpoint does the copying
+            log.debug("background checkpoint failed", exc_info=True)
+
+    thread = threading.Thread(target=copy, name="wal-checkpoint")
+    thread.start()
+    return thread
 
 
 def alembic_config(engine: Engine | None = None) -> Config:

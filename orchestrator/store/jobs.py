@@ -103,7 +103,7 @@ class JobOps(StoreBase):
         A bad row, a duplicate key or ``before_commit`` (given the item count)
         raising rolls everything back: a rejected spec leaves nothing half-written.
         """
-        with self._tx() as s:
+        with self._bulk_tx() as s:
             job = Job(
                 status=JobStatus.ACTIVE, created_at=now, updated_at=now, **_new_job_fields(new)
             )

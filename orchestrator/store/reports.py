@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
@@ -37,29 +38,22 @@ class ReportOps(StoreBase):
                 .where(Batch.job_id == job_id)
                 .group_by(Batch.status)
             ).all()
+            # The results are read once: counts, sums and invalid answers by type.
             results = s.execute(
-                select(Result.result_type, func.count())
+                select(
+                    Result.result_type,
+                    func.count(),
+                    func.coalesce(func.sum(Result.cost_usd), 0.0),
+                    func.coalesce(func.sum(Result.input_tokens), 0),
+                    func.coalesce(func.sum(Result.output_tokens), 0),
+                    func.count(Result.output_error),
+                )
                 .join(Batch, Batch.id == Result.batch_id)
                 .where(Batch.job_id == job_id)
                 .group_by(Result.result_type)
             ).all()
-            cost, tin, tout = s.execute(
-                select(
-                    func.coalesce(func.sum(Result.cost_usd), 0.0),
-                    func.coalesce(func.sum(Result.input_tokens), 0),
-                    func.coalesce(func.sum(Result.output_tokens), 0),
-                )
-                .join(Batch, Batch.id == Result.batch_id)
-                .where(Batch.job_id == job_id)
-            ).one()
             retried = s.execute(
                 select(func.count()).where(Item.job_id == job_id, Item.attempts > 1)
-            ).scalar_one()
-            invalid = s.execute(
-                select(func.count())
-                .select_from(Result)
-                .join(Batch, Batch.id == Result.batch_id)
-                .where(Batch.job_id == job_id, Result.output_error.is_not(None))
             ).scalar_one()
             quarantined = s.execute(
                 select(func.count())
@@ -92,13 +86,13 @@ class ReportOps(StoreBase):
                 job=job,
                 items=item_counts,
                 batches={BatchStatus(k): int(v) for k, v in batches},
-                results={ResultType(k): int(v) for k, v in results},
+                results={ResultType(r[0]): int(r[1]) for r in results},
                 retried_items=int(retried),
-                cost_usd=float(cost or 0.0),
-                input_tokens=int(tin or 0),
-                output_tokens=int(tout or 0),
+                cost_usd=math.fsum(float(r[2] or 0.0) for r in results),
+                input_tokens=sum(int(r[3] or 0) for r in results),
+                output_tokens=sum(int(r[4] or 0) for r in results),
                 quarantined=int(quarantined),
-                invalid_answers=int(invalid),
+                invalid_answers=sum(int(r[5]) for r in results),
                 duplicate_requests=int(duplicates),
                 sent_requests=int(sent),
                 unsent_requests=item_counts.get(ItemStatus.PENDING, 0) + int(unsent_queued),
