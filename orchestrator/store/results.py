@@ -250,10 +250,11 @@ class ResultOps(StoreBase):
         is a succeeded answer with no output error: what ``resolve`` decides for such a
         result on any attempt, canceled job or not (succeeded, its result final, no
         error). Most of a batch is this, and Python need not see it. False if the
-        lease was lost."""
+        lease was lost. A large write: its commit leaves the copy of SQLite's log to a
+        thread (``_bulk_tx``)."""
         batch_id = lease.row_id
         results = _RESULTS
-        with self._tx() as s:
+        with self._bulk_tx() as s:
             requests = s.execute(
                 select(Batch.request_count).where(held(Batch, lease))
             ).scalar_one_or_none()
