@@ -120,7 +120,7 @@ def checkpoint_in_background(engine: Engine) -> threading.Thread:
         except Exception:  # the next automatic checkpoint does the copying
             log.debug("background checkpoint failed", exc_info=True)
 
-    thread = threading.Thread(target=copy, name="wal-checkpoint")
+    thread = threading.Thread(target=copy, name="wal-copy")
     thread.start()
     return thread
 

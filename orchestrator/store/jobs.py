@@ -49,10 +49,14 @@ class PlanAtRecord:
     Only an item whose params no item of the store has yet (this job's earlier rows
     included) is planned so: one the response cache might answer, or that repeats an
     earlier row (``dedupe``), is recorded ``pending`` and left to the plan step, which
-    decides it as ever. ``planned`` is filled in: (batch id, requests) of each batch.
+    decides it as ever. So are the items after the first ``batches`` batches: the
+    plan step plans them while those are created (the first create can't start
+    before the whole job is recorded, the next ones wait for it anyway). ``planned``
+    is filled in: (batch id, requests) of each batch planned here.
     """
 
     store_tag: str
+    batches: int = 1
     planned: list[tuple[int, int]] = field(default_factory=list)
 
 
@@ -116,7 +120,7 @@ class JobOps(StoreBase):
             planner = None if plan is None else _PlanningRecorder(s, job.id, new, plan, now)
             for chunk in chunked(items, ITEM_CHUNK_ROWS):
                 _check_duplicate_keys(s, job.id, chunk, new.spec_path)
-                if planner is not None:
+                if planner is not None and not planner.done:
                     planner.insert(chunk)
                 else:
                     # Plain tuples at the driver: many rows a statement on SQLite (each
@@ -349,6 +353,8 @@ class _PlanningRecorder:
         self._now = now
         self._planner = BatchPlanner(new.max_requests, new.max_bytes)
         self._batch: Batch | None = None
+        #: The batches asked for are planned: the rest is recorded without a plan.
+        self.done = False
         # Without dedupe and the cache nothing decides anything from repeated params.
         self._check_repeats = new.dedupe or new.use_cache
         dialect = self._conn.dialect
@@ -376,16 +382,19 @@ class _PlanningRecorder:
                 params_hash,
                 None if input_json is None else input_json.decode(),
             )
-            if self._check_repeats:
-                if params_hash in repeats:  # the plan step's to decide
-                    rows.append((*values, *self._pending, *self._fixed))
-                    continue
-                repeats.add(params_hash)
+            if self.done or (self._check_repeats and params_hash in repeats):
+                rows.append((*values, *self._pending, *self._fixed))  # the plan step's
+                continue
+            repeats.add(params_hash)
             custom_id = f"{tag}-{item_id}-1"
             full = self._planner.add(item_id, request_size(custom_id, len(item.params_json)))
             if full is not None and self._batch is not None:
                 closed.append((self._batch, full))
                 self._batch = None
+                if len(self._plan.planned) + len(closed) >= self._plan.batches:
+                    self.done = True  # this item starts a batch the plan step makes
+                    rows.append((*values, *self._pending, *self._fixed))
+                    continue
             if self._batch is None:
                 self._batch = self._new_batch()
             rows.append((*values, custom_id, self._batch.id, *self._queued, *self._fixed))
@@ -394,7 +403,7 @@ class _PlanningRecorder:
             self._close(batch, planned)
 
     def finish(self) -> None:
-        last = self._planner.finish()
+        last = None if self.done else self._planner.finish()
         if last is not None and self._batch is not None:
             self._close(self._batch, last)
 

@@ -134,6 +134,7 @@ def another_store_url(request: pytest.FixtureRequest, store_url: str, tmp_path: 
     )
 
 
+@pytest.mark.parametrize("batches", [1, 3, 100], ids=["first-batch", "three", "all"])
 @pytest.mark.parametrize("max_bytes", [256_000_000, 700], ids=["by-count", "by-size"])
 def test_the_plan_made_while_recording_is_the_plan_steps(
     ctx_factory: MakeCtx,
@@ -142,28 +143,32 @@ def test_the_plan_made_while_recording_is_the_plan_steps(
     request: pytest.FixtureRequest,
     monkeypatch: pytest.MonkeyPatch,
     max_bytes: int,
+    batches: int,
 ) -> None:
+    """The first ``batches`` batches are planned while recording, the rest by the plan
+    step (it plans them while those are created): together, the plan step's plan."""
     monkeypatch.setattr(store_jobs, "ITEM_CHUNK_ROWS", 4)  # batches close across chunks
     loaded = load_spec(write_spec(tmp_path, texts(40), max_bytes=max_bytes))
     states = []
+    recorded: list[int] = []
     for url, planned_at_record in (
         (store_url, True),
         (another_store_url(request, store_url, tmp_path), False),
     ):
         with ctx_factory(url) as ctx:
-            planning = PlanAtRecord(ctx.store.store_tag()) if planned_at_record else None
+            planning = PlanAtRecord(ctx.store.store_tag(), batches) if planned_at_record else None
             job, created = submit_loaded(ctx.store, loaded, utcnow(), PRICES, plan=planning)
             assert created
             if planning is not None:
-                assert [n for _, n in planning.planned] == [
-                    b[1] for b in planned_state(ctx.store, job.id)["batches"]
-                ]
-            plan(ctx, utcnow())  # what the plan step still finds (nothing, here)
+                recorded = [b[1] for b in planned_state(ctx.store, job.id)["batches"]]
+                assert [n for _, n in planning.planned] == recorded
+            plan(ctx, utcnow())  # what the plan step still finds
             states.append(planned_state(ctx.store, job.id))
 
     at_record, by_step = states
     assert at_record == by_step
-    assert len(at_record["batches"]) > 2
+    assert len(by_step["batches"]) > 3
+    assert len(recorded) == min(batches, len(by_step["batches"]))
     assert at_record["items"][9][1:] == ("pending", 0, None, None, 1)  # follows row 1
 
 

@@ -296,7 +296,7 @@ def _wal_frames(store: Store) -> tuple[int, int]:
 
 def _join_checkpoints() -> None:
     for thread in threading.enumerate():
-        if thread.name == "wal-checkpoint":
+        if thread.name == "wal-copy":
             thread.join(10)
 
 
