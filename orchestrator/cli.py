@@ -217,8 +217,8 @@ def _record(
     ctx: StepContext, loaded: LoadedSpec, sample: int, plan: PlanAtRecord
 ) -> tuple[JobRecord, bool]:
     """Record the job (or find it again: a run to resume), showing a new job's
-    estimate from the same read of its rows. A new job is planned as it is recorded
-    (``plan``): ``run`` sends it at once.
+    estimate from the same read of its rows. A new job's first batch is planned as it
+    is recorded (``plan``): ``run`` sends it at once.
 
     With ``budget_usd`` the estimate (its sample counted with the count-tokens
     endpoint) is made and checked inside the job's transaction, so a job over budget

@@ -86,8 +86,8 @@ def submit_loaded(
     ``tally`` gathers the cost estimate from the same pass over the rows (``run``
     reads a new job's data once); ``before_commit`` runs inside the job's transaction
     once every row is recorded and checked (raising records nothing). With ``plan``, a
-    new job's items are planned into batches as they are recorded (``run``, which
-    sends at once; see ``PlanAtRecord``), else they wait ``pending`` for the plan step.
+    new job's first batch is planned as it is recorded (``run``, which sends at once;
+    see ``PlanAtRecord``); the other items wait ``pending`` for the plan step.
     """
     spec = loaded.spec
     job_name = name or spec.name

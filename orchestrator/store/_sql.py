@@ -57,7 +57,8 @@ class StoreBase:
 
     @contextmanager
     def _bulk_tx(self) -> Iterator[Session]:
-        """``_tx`` for one large write (a job and all its items). On SQLite in WAL mode
+        """``_tx`` for one large write (a job and all its items, a batch's answers
+        resolved). On SQLite in WAL mode
         its commit leaves the write-ahead log as it is: the automatic checkpoint,
         which copies the log into the database file when a commit makes it long, is
         off for this transaction's connection (and back on after), and a thread

@@ -112,9 +112,11 @@ def checkpoint_in_background(engine: Engine) -> threading.Thread:
             raw = engine.raw_connection()
             try:
                 cursor = raw.cursor()
-                cursor.execute("PRAGMA wal_checkpoint(PASSIVE)")
-                cursor.fetchall()
-                cursor.close()
+                try:
+                    cursor.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                    cursor.fetchall()
+                finally:
+                    cursor.close()
             finally:
                 raw.close()
         except Exception:  # the next automatic checkpoint does the copying
