@@ -26,7 +26,12 @@ from sqlalchemy.orm import Session, sessionmaker
 from orchestrator.domain.output import DEFAULT_TOOL_NAME, Output, OutputMode
 from orchestrator.domain.states import BatchStatus, JobStatus
 from orchestrator.errors import StoreDataError, StoreUnavailableError
-from orchestrator.store.engine import READ_ONLY_OPTION, checkpoint_in_background, safe_url
+from orchestrator.store.engine import (
+    READ_ONLY_OPTION,
+    autocheckpoint_off,
+    checkpoint_in_background,
+    safe_url,
+)
 from orchestrator.store.records import BatchRecord, JobRecord, Lease
 from orchestrator.store.tables import Batch, Job
 
@@ -72,10 +77,7 @@ class StoreBase:
         with self.engine.connect() as conn:
             driver = conn.connection.driver_connection
             assert driver is not None
-            restore = None
-            if str(driver.execute("PRAGMA journal_mode").fetchone()[0]).lower() == "wal":
-                restore = int(driver.execute("PRAGMA wal_autocheckpoint").fetchone()[0])
-                driver.execute("PRAGMA wal_autocheckpoint = 0")
+            restore = autocheckpoint_off(driver)
             try:
                 # ``_tx`` maps the errors; its own session is never used (no connection).
                 with self._tx(), Session(bind=conn, expire_on_commit=False) as session:
@@ -83,7 +85,7 @@ class StoreBase:
                         yield session
             finally:
                 if restore is not None and not conn.invalidated:
-                    driver.execute(f"PRAGMA wal_autocheckpoint = {restore}")
+                    driver.execute(restore)
         if restore is not None:
             checkpoint_in_background(self.engine)
 

@@ -99,24 +99,40 @@ def _sqlite_engine(url: str, **kwargs: Any) -> Engine:
     return engine
 
 
+def autocheckpoint_off(driver: Any) -> str | None:
+    """Turn off SQLite's automatic checkpoint on this driver connection (outside any
+    transaction) and return the PRAGMA that gives the old setting back; None when the
+    database has no write-ahead log (in memory), and nothing was changed."""
+    if str(driver.execute("PRAGMA journal_mode").fetchone()[0]).lower() != "wal":
+        return None
+    was = int(driver.execute("PRAGMA wal_autocheckpoint").fetchone()[0])
+    driver.execute("PRAGMA wal_autocheckpoint = 0")
+    return f"PRAGMA wal_autocheckpoint = {was}"
+
+
+def passive_checkpoint(raw: Any) -> None:
+    """Copy what the write-ahead log holds into the database file, on a raw (DB-API)
+    connection outside any transaction: ``PRAGMA wal_checkpoint(PASSIVE)``, which
+    waits for no one and holds up no one (writers go on appending to the log)."""
+    cursor = raw.cursor()
+    try:
+        cursor.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        cursor.fetchall()
+    finally:
+        cursor.close()
+
+
 def checkpoint_in_background(engine: Engine) -> threading.Thread:
-    """Copy an SQLite store's write-ahead log into its database file on a thread of its
-    own, started here: ``PRAGMA wal_checkpoint(PASSIVE)``, which waits for no one and
-    holds up no one (writers go on appending to the log meanwhile). For a large commit
-    made with the automatic checkpoint off (``StoreBase._bulk_tx``). Not a daemon
-    thread: a process that ends at once waits for the copy, as its commit would have.
-    A checkpoint that fails leaves the copying to the next automatic one."""
+    """:func:`passive_checkpoint` once, on a thread of its own, started here: for a
+    large commit made with the automatic checkpoint off (``StoreBase._bulk_tx``). Not
+    a daemon thread: a process that ends at once waits for the copy, as its commit
+    would have. A checkpoint that fails leaves the copying to the next automatic one."""
 
     def copy() -> None:
         try:
             raw = engine.raw_connection()
             try:
-                cursor = raw.cursor()
-                try:
-                    cursor.execute("PRAGMA wal_checkpoint(PASSIVE)")
-                    cursor.fetchall()
-                finally:
-                    cursor.close()
+                passive_checkpoint(raw)
             finally:
                 raw.close()
         except Exception:  # the next automatic checkpoint does the copying

@@ -338,9 +338,10 @@ _PLANNED_ITEM_COLUMNS = (
 
 
 class _PlanningRecorder:
-    """Records a new job's items chunk by chunk, each planned as it is written (see
-    :class:`PlanAtRecord`): the plan step's packing (``BatchPlanner``, in id order)
-    and custom_ids (``<tag>-<item id>-1``), its batch rows and their requests."""
+    """Records a new job's items chunk by chunk, those of its first batches planned as
+    they are written (see :class:`PlanAtRecord`): the plan step's packing
+    (``BatchPlanner``, in id order) and custom_ids (``<tag>-<item id>-1``), its batch
+    rows and their requests."""
 
     def __init__(
         self, s: Session, job_id: int, new: NewJob, plan: PlanAtRecord, now: datetime
@@ -385,7 +386,8 @@ class _PlanningRecorder:
             if self.done or (self._check_repeats and params_hash in repeats):
                 rows.append((*values, *self._pending, *self._fixed))  # the plan step's
                 continue
-            repeats.add(params_hash)
+            if self._check_repeats:
+                repeats.add(params_hash)
             custom_id = f"{tag}-{item_id}-1"
             full = self._planner.add(item_id, request_size(custom_id, len(item.params_json)))
             if full is not None and self._batch is not None:

@@ -15,6 +15,7 @@ from sqlalchemy import Connection, Engine, select, update
 from sqlalchemy.orm import Session
 
 from orchestrator.store._sql import count, held
+from orchestrator.store.engine import autocheckpoint_off, passive_checkpoint
 from orchestrator.store.records import Lease, QuarantineLine, ResultRow, ResultValues, Route
 from orchestrator.store.tables import Batch, BatchRequest
 
@@ -148,11 +149,10 @@ class ResultWriter:
         one, and take the write lock, for nothing)."""
         driver = conn.connection.driver_connection
         assert driver is not None
-        if str(driver.execute("PRAGMA journal_mode").fetchone()[0]).lower() != "wal":
+        restore = autocheckpoint_off(driver)
+        if restore is None:
             return  # no log to copy (a database in memory)
-        was = driver.execute("PRAGMA wal_autocheckpoint").fetchone()[0]
-        self._restore.append(f"PRAGMA wal_autocheckpoint = {int(was)}")
-        driver.execute("PRAGMA wal_autocheckpoint = 0")
+        self._restore.append(restore)
         self._checkpointer = _Checkpointer(self._store.engine)
 
     def _run(self, work: Callable[[Session], T]) -> T:
@@ -233,12 +233,7 @@ class _Checkpointer:
                     if self._closed:
                         return
                     self._wanted = False
-                cursor = raw.cursor()
-                try:
-                    cursor.execute("PRAGMA wal_checkpoint(PASSIVE)")
-                    cursor.fetchall()
-                finally:
-                    cursor.close()
+                passive_checkpoint(raw)
         except Exception:
             log.debug("checkpoint failed; the automatic checkpoint takes over", exc_info=True)
         finally:
