@@ -82,6 +82,13 @@ def readers() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name == "items-reader"]
 
 
+def assert_nothing_recorded(store: Store) -> None:
+    """No job, no item, and the reader thread gone: what a refused job leaves."""
+    assert store.list_jobs() == []
+    assert count_rows(store, "items") == 0
+    assert readers() == []
+
+
 @pytest.fixture
 def small_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
     """Chunks of a few rows, their ends apart (the reader's and the store's), so a
@@ -145,9 +152,7 @@ def test_bad_rows_across_chunks_are_listed_in_file_order_and_nothing_is_recorded
     assert str(caught.value) == str(sequential_error(loaded))
     assert str(caught.value).startswith("5 bad rows in ")
     assert "rows.jsonl (nothing was recorded):\n" in str(caught.value)
-    assert store.list_jobs() == []
-    assert count_rows(store, "items") == 0
-    assert readers() == []
+    assert_nothing_recorded(store)
 
 
 def test_a_reading_problem_midway_is_reported_with_the_bad_rows_before_it(
@@ -162,9 +167,7 @@ def test_a_reading_problem_midway_is_reported_with_the_bad_rows_before_it(
         submit_loaded(store, loaded, T0, PRICES)
 
     assert str(caught.value) == str(sequential_error(loaded))
-    assert store.list_jobs() == []
-    assert count_rows(store, "items") == 0
-    assert readers() == []
+    assert_nothing_recorded(store)
 
 
 def test_a_duplicate_key_in_a_later_chunk_names_its_line(
@@ -177,9 +180,7 @@ def test_a_duplicate_key_in_a_later_chunk_names_its_line(
     with pytest.raises(SpecError, match=r"duplicate key 'k2' \(already used by an earlier row\)"):
         submit_loaded(store, loaded, T0, PRICES)
 
-    assert store.list_jobs() == []
-    assert count_rows(store, "items") == 0
-    assert readers() == []
+    assert_nothing_recorded(store)
 
 
 class DiskGone(Exception):
@@ -206,9 +207,7 @@ def test_what_the_reader_thread_raises_reaches_the_caller_and_nothing_is_recorde
         submit_loaded(store, loaded, T0, PRICES)
 
     assert raised_in == ["items-reader"]  # raised there, and handed over as it was
-    assert store.list_jobs() == []
-    assert count_rows(store, "items") == 0
-    assert readers() == []
+    assert_nothing_recorded(store)
 
 
 def test_an_interrupt_while_recording_stops_the_reader_and_records_nothing(
@@ -255,9 +254,7 @@ def test_before_commit_refusing_records_nothing_and_leaves_no_thread(
     with pytest.raises(SpecError, match="over budget"):
         submit_loaded(store, loaded, T0, PRICES, before_commit=over_budget)
 
-    assert store.list_jobs() == []
-    assert count_rows(store, "items") == 0
-    assert readers() == []
+    assert_nothing_recorded(store)
 
 
 def test_a_duplicate_key_holding_a_nul_is_refused_too(
