@@ -26,8 +26,8 @@ from apscheduler.triggers.cron import CronTrigger
 
 from orchestrator.domain.spec import load_spec
 from orchestrator.errors import ConfigError, OrchestratorError
-from orchestrator.runner import StopSignals
-from orchestrator.steps import run_cycle
+from orchestrator.runner import BUSY_PAUSE_S, StopSignals, busy
+from orchestrator.steps import StepReport, run_cycle
 from orchestrator.steps.background import BackgroundSubmit
 from orchestrator.steps.context import StepContext, utcnow
 from orchestrator.steps.jobs import submit_spec
@@ -52,10 +52,16 @@ class Daemon:
         finished); a cycle that changes nothing logs nothing.
         """
         try:
-            run_cycle(self.ctx, self.stopping.is_set, submitter=self.submitter.submit)
+            # Again at once while there is work (a batch ingested, planned or ended),
+            # as `run` does: the timer's pause is for waiting on the API.
+            while busy(self._cycle()) and not self.stopping.wait(BUSY_PAUSE_S):
+                pass
         except OrchestratorError as exc:
             # Not transient (a bad key, a missing permission): say so, keep the timer.
             log.error("cycle failed: %s", exc)
+
+    def _cycle(self) -> list[StepReport]:
+        return run_cycle(self.ctx, self.stopping.is_set, submitter=self.submitter.submit)
 
     def submit_scheduled(self, spec: Path) -> None:
         if self.stopping.is_set():

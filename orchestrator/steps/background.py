@@ -14,6 +14,10 @@ cycle's thread holds, never a lease of a create under way. Crash safety is the
 submit step's: a worker killed mid-create leaves a ``creating`` batch whose lease
 expires, and the recover step reconciles it by listing, as before.
 
+A create held back because the processing queue is full makes the thread poll
+(every poll interval, until there is room): a batch that ended makes room only once
+a poll saw it, and the cycle's own poll may wait behind an ingest of many seconds.
+
 What the thread did reaches the cycle as the submit step's report (summed since the
 previous cycle); an error that is not transient (a bad key) is raised by the cycle's
 next submit step, as it would be by the step itself (``run`` ends with it, the daemon
@@ -28,11 +32,13 @@ from datetime import datetime
 from functools import partial
 from types import TracebackType
 
+from orchestrator.domain.states import BatchStatus
 from orchestrator.errors import StoreError
 from orchestrator.steps import SKIPPED, run_step
 from orchestrator.steps.context import StepContext, StepReport, log, utcnow
 from orchestrator.steps.leases import LeaseKeeper, thread_owner
-from orchestrator.steps.submit import submit
+from orchestrator.steps.poll import poll
+from orchestrator.steps.submit import QUEUE_FULL, submit
 
 #: How long ``close`` waits for the thread when the caller was interrupted (Ctrl-C):
 #: a create under way is not waited for then (its batch is reconciled like any create
@@ -106,19 +112,19 @@ class BackgroundSubmit:
                     self._wake.clear()
                     try:
                         report = run_step(ctx, "submit", partial(self._pass, ctx, interrupted))
+                        interrupted = SKIPPED in report.details
+                        self._merge(report)
+                        if report.work:
+                            self.changed.set()
+                            if not report.unreachable and not report.error:
+                                continue  # more may be planned already
+                        if QUEUE_FULL in report.details and self._poll(ctx):
+                            continue  # a batch ended: room for the next create
                     except Exception as exc:  # not transient: the cycle's thread raises it
                         with self._lock:
                             self._error = exc
                         self.changed.set()
-                        self._wake.wait(pause)  # then try again, as a next cycle would
-                        continue
-                    interrupted = SKIPPED in report.details
-                    self._merge(report)
-                    if report.work:
-                        self.changed.set()
-                        if not report.unreachable and not report.error:
-                            continue  # more may be planned already
-                    self._wake.wait(pause)
+                    self._wake.wait(pause)  # after an error: try again, as a next cycle would
             finally:
                 try:
                     ctx.store.release_holder(ctx.owner)
@@ -130,6 +136,17 @@ class BackgroundSubmit:
         if interrupted:
             ctx.store.release_holder(ctx.owner)
         return submit(ctx, utcnow(), self._stop.is_set)
+
+    def _poll(self, ctx: StepContext) -> bool:
+        """The poll step, for a create held back by the processing queue: whether a
+        batch ended. The cycle's thread polls too, but between its other steps (an
+        ingest may take minutes); a batch that ended makes room in the queue only once
+        a poll saw it."""
+        report = run_step(ctx, "poll", partial(poll, ctx, utcnow()))
+        if not report.details.get(BatchStatus.ENDED):
+            return False
+        self.changed.set()  # the cycle ingests it
+        return True
 
     def _merge(self, report: StepReport) -> None:
         with self._lock:

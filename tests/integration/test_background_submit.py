@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from orchestrator.domain.states import BatchStatus
 from orchestrator.errors import AuthenticationError, StoreUnavailableError
 from orchestrator.runner import drive
 from orchestrator.simulator import SimulatorServer
+from orchestrator.steps.background import BackgroundSubmit
 from orchestrator.steps.context import utcnow
 from orchestrator.steps.leases import dead_local_holders, same_worker, thread_owner
 from orchestrator.steps.plan import plan
@@ -145,3 +147,23 @@ def test_the_submitter_outlives_a_store_outage(
     assert down == {"claim_batches": 0, "release_holder": 0}  # both failed once
     assert report.items == {"succeeded": 3}
     assert len(ledger(sim)["batches"]) == 1
+
+
+def test_a_create_held_back_by_the_queue_polls_until_a_batch_ends(
+    make_ctx: MakeCtx, sim: SimulatorServer, tmp_path: Path
+) -> None:
+    """Nothing else polls here (no cycle runs): the thread itself sees the first batch
+    end and sends the second. Before, it waited for the cycle's poll, which may come
+    only after an ingest of many seconds."""
+    with make_ctx(max_requests_in_flight=3) as ctx:
+        job_id = new_job(ctx, write_job(tmp_path, "queue", 6, max_requests=3))
+        assert plan(ctx, utcnow()).details == {"batches": 2}
+        with BackgroundSubmit(replace(ctx, job_id=job_id)) as submitter:
+            stop_at = time.monotonic() + GATE_S
+            while len(ledger(sim)["batches"]) < 2 and time.monotonic() < stop_at:
+                submitter.wake()
+                time.sleep(0.05)
+        report = submitter.submit(ctx, utcnow())
+        assert report.details.get("created") == 2
+        assert report.details.get("queue_full", 0) >= 1  # the second did wait for room
+        assert [b.status for b in ctx.store.batches([BatchStatus.ENDED])] == [BatchStatus.ENDED]
