@@ -29,7 +29,7 @@ def batch_members(ctx: StepContext) -> list[list[int]]:
             .where(Item.batch_id.is_not(None))
             .order_by(Item.batch_id, Item.ordinal)
         ).all()
-    members: dict[int, list[int]] = {}
+    members: dict[int | None, list[int]] = {}
     for batch_id, ordinal in rows:
         members.setdefault(batch_id, []).append(ordinal)
     return list(members.values())
