@@ -3,9 +3,7 @@
 The response cache answers never-sent items first, and items that repeat another's
 params (``dedupe``) take its outcome once it has one: only the first is sent. Each batch is one
 transaction (batch row, its requests, its items moved to ``queued``), under a
-lease on the job so two daemons never plan the same items. A job is planned only
-``PLAN_AHEAD`` batches ahead of its creates, so a large job's planning never holds up
-the polls and ingests of the cycle for long.
+lease on the job so two daemons never plan the same items.
 """
 
 from __future__ import annotations
@@ -18,16 +16,9 @@ from orchestrator.store.records import JobRecord, Lease, PlannedRequest
 
 #: Pending items read per transaction: ids, attempts and sizes only, a few dozen bytes each.
 PAGE_ROWS = 5000
-#: Batches a job has planned and not yet being created, at most. The submit step
-#: creates one at a time, so two ready keep it busy; planning further ahead would
-#: only hold up this cycle's polls and ingests (a 100,000-item batch takes seconds to
-#: plan) for batches that cannot be sent yet. The rest is planned as creates start.
-PLAN_AHEAD = 2
 
 
-def plan(ctx: StepContext, now: datetime, ahead: int | None = PLAN_AHEAD) -> StepReport:
-    """Plan each active job's pending items, ``ahead`` batches ahead of its creates at
-    most (None: all of them)."""
+def plan(ctx: StepContext, now: datetime) -> StepReport:
     report = StepReport("plan")
     for job_id in ctx.store.jobs_with_pending_items(ctx.job_id):
         lease = ctx.store.claim_job(job_id, ctx.owner, now, ctx.ttl_s)
@@ -43,7 +34,7 @@ def plan(ctx: StepContext, now: datetime, ahead: int | None = PLAN_AHEAD) -> Ste
             shared = ctx.store.share_leaders_outcomes(job_id, now)
             if shared:
                 report.add("shared", shared)
-            report.add("batches", _plan_job(ctx, lease, job, now, ahead))
+            report.add("batches", _plan_job(ctx, lease, job, now))
             # Answers taken from the store may have finished the job with nothing sent.
             if (answered or shared) and ctx.store.finish_job_if_done(job_id, utcnow()):
                 log.info("job %s (%s): every item is finished", job.name, job.id)
@@ -52,13 +43,7 @@ def plan(ctx: StepContext, now: datetime, ahead: int | None = PLAN_AHEAD) -> Ste
     return report
 
 
-def _plan_job(
-    ctx: StepContext, lease: Lease, job: JobRecord, now: datetime, ahead: int | None
-) -> int:
-    """Plan the job's pending items in id order, until ``ahead`` batches wait."""
-    waiting = 0 if ahead is None else ctx.store.planned_batches(job.id)
-    if ahead is not None and waiting >= ahead:
-        return 0
+def _plan_job(ctx: StepContext, lease: Lease, job: JobRecord, now: datetime) -> int:
     tag = ctx.store.store_tag()
     planner = BatchPlanner(job.max_requests, job.max_bytes)
     open_requests: dict[int, PlannedRequest] = {}
@@ -72,8 +57,6 @@ def _plan_job(
             closed = planner.add(item_id, request_size(custom_id, params_bytes))
             if closed is not None:
                 made += _record(ctx, lease, closed, open_requests, now)
-                if ahead is not None and waiting + made >= ahead:
-                    return made  # the items read past it stay pending, for later
         after = page[-1][0]
     last = planner.finish()
     if last is not None:

@@ -55,14 +55,6 @@ class PlanningOps(StoreBase):
                 query = query.where(Item.job_id == job_id)
             return list(s.execute(query).scalars())
 
-    def planned_batches(self, job_id: int) -> int:
-        """How many batches of the job are planned and not yet being created."""
-        with self._tx() as s:
-            query = select(func.count()).where(
-                Batch.job_id == job_id, Batch.status == BatchStatus.PLANNED
-            )
-            return int(s.execute(query).scalar_one())
-
     def claim_job(self, job_id: int, owner: str, now: datetime, ttl_s: float) -> Lease | None:
         """Lease a job for planning, so two daemons never plan the same items."""
         with self._tx() as s:

@@ -35,7 +35,7 @@ def test_cancel_mid_flight_keeps_answers_and_retries_nothing(
         errored_share={"api_error": 0.4},
     )
     job_id = new_job(ctx, write_job(tmp_path, "cancel", ITEMS, max_requests=ITEMS // 3))
-    plan(ctx, utcnow(), ahead=None)
+    plan(ctx, utcnow())
     # Two of the three batches go out; the third is still planned when the user cancels.
     monkeypatch.setattr(importlib.import_module("orchestrator.steps.submit"), "CREATES_PER_RUN", 2)
     assert submit(ctx, utcnow()).details == {"created": 2}

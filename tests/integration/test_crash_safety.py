@@ -156,7 +156,7 @@ def test_create_that_never_arrived_is_replanned_after_the_window(
 def test_concurrent_claims_have_one_winner_per_batch(ctx: StepContext, tmp_path: Path) -> None:
     """Scenario 8: 8 workers claim the same 4 planned batches at once."""
     new_job(ctx, write_job(tmp_path, "claims", ITEMS, max_requests=ITEMS // 4))
-    plan(ctx, utcnow(), ahead=None)
+    plan(ctx, utcnow())
     won: dict[str, list[int]] = {}
     barrier = threading.Barrier(8)
 

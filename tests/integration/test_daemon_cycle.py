@@ -25,7 +25,7 @@ def test_one_daemon_cycle_ingests_every_ended_batch(
 ) -> None:
     assert BATCHES_PER_RUN < BATCHES
     job_id = new_job(ctx, write_job(tmp_path, "daemon", 3 * BATCHES, max_requests=3))
-    assert plan(ctx, utcnow(), ahead=None).details == {"batches": BATCHES}
+    assert plan(ctx, utcnow()).details == {"batches": BATCHES}
     assert submit(ctx, utcnow()).details == {"created": BATCHES}
     stop_at = time.monotonic() + 15
     while len(ctx.store.batches([BatchStatus.ENDED])) < BATCHES:

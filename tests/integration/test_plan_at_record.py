@@ -162,7 +162,7 @@ def test_the_plan_made_while_recording_is_the_plan_steps(
             if planning is not None:
                 recorded = [b[1] for b in planned_state(ctx.store, job.id)["batches"]]
                 assert [n for _, n in planning.planned] == recorded
-            plan(ctx, utcnow(), ahead=None)  # all the plan step still finds
+            plan(ctx, utcnow())  # what the plan step still finds
             states.append(planned_state(ctx.store, job.id))
 
     at_record, by_step = states

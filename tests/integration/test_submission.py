@@ -33,7 +33,7 @@ def test_creates_are_paced_per_minute_across_the_store(
 ) -> None:
     with make_ctx(creates_per_minute=2) as ctx:
         new_job(ctx, write_job(tmp_path, "paced", 50, max_requests=10))
-        plan(ctx, utcnow(), ahead=None)
+        plan(ctx, utcnow())
         assert submit(ctx, utcnow()).details == {"created": 2, "paced": 1}
         assert submit(ctx, utcnow()).details == {"paced": 1}
     assert len(ledger(sim)["batches"]) == 2

@@ -88,7 +88,7 @@ def send_job(ctx: StepContext, sim: SimulatorServer, root: Path, name: str, batc
     )
     job, _ = submit_spec(ctx.store, spec, utcnow(), ctx.prices)
     ctx.job_id = job.id
-    plan(ctx, utcnow(), ahead=None)
+    plan(ctx, utcnow())
     ctx.job_id = None
     leases = ctx.store.claim_batches(
         [BatchStatus.PLANNED], ctx.owner, utcnow(), ctx.ttl_s, batches, job_id=job.id
