@@ -54,10 +54,7 @@ from orchestrator.store.records import (
     RouteTable,
 )
 
-#: Batches ingested per run of the step: one, so the cycle plans and polls between two
-#: ingests (each may take many seconds) and the creates never wait long for either;
-#: a cycle that ingested runs again at once (``run``, the daemon), for the next one.
-BATCHES_PER_RUN = 1
+BATCHES_PER_RUN = 4
 #: The longest wait between two tries of a failing ingest.
 MAX_INGEST_RETRY_S = 300.0
 RESOLVE_PAGE_ROWS = 1000

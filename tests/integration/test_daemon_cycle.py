@@ -1,7 +1,7 @@
 """A daemon's cycle runs again at once while it finds work, as ``run``'s loop does:
 the timer's pause (the poll interval, 30 s by default) is for waiting on the API. A
-cycle ingests one batch, so without this a daemon with ten ended batches would take
-ten poll intervals to store them."""
+cycle ingests ``BATCHES_PER_RUN`` batches, so without this a daemon with forty ended
+batches would take ten poll intervals to store them."""
 
 from __future__ import annotations
 
@@ -17,13 +17,12 @@ from orchestrator.steps.ingest import BATCHES_PER_RUN
 from orchestrator.steps.plan import plan
 from tests.integration.conftest import new_job, write_job
 
-BATCHES = 3
+BATCHES = BATCHES_PER_RUN + 1
 
 
 def test_one_daemon_cycle_ingests_every_ended_batch(
     ctx: StepContext, sim: SimulatorServer, tmp_path: Path
 ) -> None:
-    assert BATCHES_PER_RUN < BATCHES
     job_id = new_job(ctx, write_job(tmp_path, "daemon", 3 * BATCHES, max_requests=3))
     assert plan(ctx, utcnow()).details == {"batches": BATCHES}
     assert submit(ctx, utcnow()).details == {"created": BATCHES}
