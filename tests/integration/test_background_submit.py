@@ -166,4 +166,5 @@ def test_a_create_held_back_by_the_queue_polls_until_a_batch_ends(
         report = submitter.submit(ctx, utcnow())
         assert report.details.get("created") == 2
         assert report.details.get("queue_full", 0) >= 1  # the second did wait for room
-        assert [b.status for b in ctx.store.batches([BatchStatus.ENDED])] == [BatchStatus.ENDED]
+        # The first batch, seen ended by the thread's own poll (nothing else polled).
+        assert len(ctx.store.batches([BatchStatus.ENDED])) == 1
