@@ -217,8 +217,8 @@ class JobOps(StoreBase):
 
 def _choose_leaders(s: Session, job_id: int) -> None:
     """Items of this job with identical params follow the first of them (``dedupe``):
-    only it is sent, and they take its outcome. One grouped pass over the job's
-    ``(job_id, params_hash)`` index, however many items repeat."""
+    only it is sent, and they take its outcome. One grouped pass over the job's items
+    (hashed, not sorted), however many items repeat."""
     groups = (
         select(_ITEMS.c.params_hash, func.min(_ITEMS.c.id).label("leader"))
         .where(_ITEMS.c.job_id == job_id)
@@ -369,7 +369,10 @@ class _PlanningRecorder:
         self._last_id = 0 if self._postgres else _largest_item_id(self._conn)
 
     def insert(self, chunk: Sequence[ItemLike]) -> None:
-        repeats = self._stored_hashes(chunk) if self._check_repeats else set()
+        # Once the batches asked for are planned every item is recorded pending: no
+        # repeat decides anything then, and the lookup (an index probe per item) is skipped.
+        check = self._check_repeats and not self.done
+        repeats = self._stored_hashes(chunk) if check else set()
         closed: list[tuple[Batch, PlannedBatch]] = []
         rows: list[tuple[Any, ...]] = []
         tag = self._plan.store_tag
@@ -383,10 +386,10 @@ class _PlanningRecorder:
                 params_hash,
                 None if input_json is None else input_json.decode(),
             )
-            if self.done or (self._check_repeats and params_hash in repeats):
+            if self.done or (check and params_hash in repeats):
                 rows.append((*values, *self._pending, *self._fixed))  # the plan step's
                 continue
-            if self._check_repeats:
+            if check:
                 repeats.add(params_hash)
             custom_id = f"{tag}-{item_id}-1"
             full = self._planner.add(item_id, request_size(custom_id, len(item.params_json)))

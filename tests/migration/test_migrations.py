@@ -65,6 +65,37 @@ def test_models_match_migrated_schema(store_url: str) -> None:
         engine.dispose()
 
 
+def test_postgres_index_methods_match_the_models(store_url: str) -> None:
+    """compare_metadata does not compare index methods: a B-tree where the model says
+    hash (``items.params_hash``, migration 0008) would pass it unnoticed."""
+    if not store_url.startswith("postgresql"):
+        pytest.skip("index methods are a PostgreSQL matter; SQLite has B-trees only")
+    wanted: dict[str, str] = {
+        str(index.name): str(index.dialect_options["postgresql"].get("using") or "btree")
+        for table in Base.metadata.tables.values()
+        for index in table.indexes
+    }
+    assert wanted["ix_items_params_hash"] == "hash"
+    engine = make_engine(store_url)
+    try:
+        with engine.connect() as conn:
+            found: dict[str, str] = {
+                str(name): str(method)
+                for name, method in conn.execute(
+                    text(
+                        "SELECT c.relname, am.amname FROM pg_index i "
+                        "JOIN pg_class c ON c.oid = i.indexrelid "
+                        "JOIN pg_am am ON am.oid = c.relam "
+                        "JOIN pg_namespace n ON n.oid = c.relnamespace "
+                        "WHERE n.nspname = current_schema()"
+                    )
+                )
+            }
+    finally:
+        engine.dispose()
+    assert {name: found.get(name) for name in wanted} == wanted
+
+
 def test_store_not_at_head_is_refused_with_the_fix(empty_store_url: str) -> None:
     engine = make_engine(empty_store_url)
     try:
