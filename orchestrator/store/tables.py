@@ -216,7 +216,7 @@ class Item(Base):
         UniqueConstraint("job_id", "key"),
         Index("ix_items_job_id_status", "job_id", "status"),
         # Equality lookups only (the cache, the repeat check); on PostgreSQL a hash
-        # index, a fifth of a B-tree's pages for random 64-character keys (migration 0008).
+        # index, a third of a B-tree's size for random 64-character keys (migration 0008).
         Index("ix_items_params_hash", "params_hash", postgresql_using="hash"),
         CheckConstraint(
             f"status <> '{ItemStatus.SUCCEEDED}' OR final_result_id IS NOT NULL",
