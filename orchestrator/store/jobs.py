@@ -217,8 +217,8 @@ class JobOps(StoreBase):
 
 def _choose_leaders(s: Session, job_id: int) -> None:
     """Items of this job with identical params follow the first of them (``dedupe``):
-    only it is sent, and they take its outcome. One grouped pass over the job's items
-    (hashed, not sorted), however many items repeat."""
+    only it is sent, and they take its outcome. One grouped pass over the job's items,
+    however many items repeat."""
     groups = (
         select(_ITEMS.c.params_hash, func.min(_ITEMS.c.id).label("leader"))
         .where(_ITEMS.c.job_id == job_id)
