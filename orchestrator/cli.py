@@ -7,6 +7,7 @@ what to fix; anything else is a bug and shows its traceback. Exit codes
 
 from __future__ import annotations
 
+import gc
 import sys
 import warnings
 from collections.abc import Mapping
@@ -486,6 +487,12 @@ def main() -> None:
     except (OrchestratorError, exporter.ExportError) as exc:
         err_console.print(f"error: {exc}", markup=False, highlight=False)
         sys.exit(ExitCode.ERROR)
+    finally:
+        # The process ends here. At exit the interpreter would sweep the whole heap for
+        # cycles (SQLAlchemy's and pydantic's models are full of them): 0.25 s of every
+        # command, spent only to free memory the OS takes back anyway. Frozen objects
+        # are left out of that sweep. Every store, client and file is closed by now.
+        gc.freeze()
 
 
 __all__ = ["ExitCode", "app", "main"]
