@@ -9,6 +9,7 @@ from functools import lru_cache, partial
 from typing import Any
 
 from sqlalchemy import Connection, Dialect, Table, delete, func, or_, select, text, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from orchestrator.chunking import chunked
@@ -118,16 +119,31 @@ class JobOps(StoreBase):
             conn = s.connection()
             fixed = _fixed_values(conn.dialect, job.id, now)
             planner = None if plan is None else _PlanningRecorder(s, job.id, new, plan, now)
+            # SQLite refuses a key stored already with the chunk's insert (the unique
+            # constraint); undone to its savepoint, the chunk's keys are looked up to say
+            # which one: no query a chunk to look first. PostgreSQL's COPY would abort
+            # the transaction, so it looks first.
+            sqlite = conn.dialect.name == "sqlite"
             for chunk in chunked(items, ITEM_CHUNK_ROWS):
-                _check_duplicate_keys(s, job.id, chunk, new.spec_path)
-                if planner is not None and not planner.done:
-                    planner.insert(chunk)
-                else:
-                    # Plain tuples at the driver: many rows a statement on SQLite (each
-                    # statement lets go of the GIL while it runs), COPY on PostgreSQL.
-                    rows = [_item_values(it, fixed) for it in chunk]
-                    insert_values(conn, _ITEMS, _ITEM_COLUMNS, rows, processed=True)
-                    del rows
+                _check_duplicate_keys(s, job.id, chunk, new.spec_path, in_store=not sqlite)
+                if sqlite:
+                    conn.exec_driver_sql("SAVEPOINT item_chunk")
+                try:
+                    if planner is not None and not planner.done:
+                        planner.insert(chunk)
+                    else:
+                        # Plain tuples at the driver: many rows a statement on SQLite
+                        # (each lets go of the GIL while it runs), COPY on PostgreSQL.
+                        rows = [_item_values(it, fixed) for it in chunk]
+                        insert_values(conn, _ITEMS, _ITEM_COLUMNS, rows, processed=True)
+                        del rows
+                except IntegrityError as exc:
+                    if sqlite:
+                        conn.exec_driver_sql("ROLLBACK TO item_chunk")
+                        _refuse_stored_key(conn, job.id, chunk, new.spec_path, exc)
+                    raise
+                if sqlite:
+                    conn.exec_driver_sql("RELEASE item_chunk")
                 columns: Sequence[str] = ()
                 for it in chunk:
                     if it.columns != columns:  # rows mostly share theirs
@@ -237,7 +253,11 @@ def _choose_leaders(s: Session, job_id: int) -> None:
     )
 
 
-def _check_duplicate_keys(s: Session, job_id: int, chunk: list[ItemLike], where: str) -> None:
+def _check_duplicate_keys(
+    s: Session, job_id: int, chunk: list[ItemLike], where: str, *, in_store: bool
+) -> None:
+    """Refuse a key repeated within ``chunk`` and, with ``in_store``, one an earlier
+    chunk's row has (the store is asked)."""
     seen: dict[str, int] = {}
     for item in chunk:
         if item.key in seen:
@@ -246,12 +266,31 @@ def _check_duplicate_keys(s: Session, job_id: int, chunk: list[ItemLike], where:
                 location=f"{where}: input line {item.line}",
             )
         seen[item.key] = item.line
-    clash = _stored_key(s, job_id, list(seen))
-    if clash is not None:
-        raise SpecError(
-            f"duplicate key {clash!r} (already used by an earlier row)",
-            location=f"{where}: input line {seen[clash]}",
-        )
+    if in_store:
+        clash = _stored_key(s, job_id, list(seen))
+        if clash is not None:
+            raise _stored_key_error(clash, seen[clash], where)
+
+
+def _stored_key_error(key: str, line: int, where: str) -> SpecError:
+    return SpecError(
+        f"duplicate key {key!r} (already used by an earlier row)",
+        location=f"{where}: input line {line}",
+    )
+
+
+def _refuse_stored_key(
+    conn: Connection, job_id: int, chunk: list[ItemLike], where: str, exc: IntegrityError
+) -> None:
+    """After SQLite refused an insert of ``chunk``, undone since: raise the SpecError
+    of its first row whose key an earlier chunk's row has, if that was the reason."""
+    keys = [item.key for item in chunk]  # no repeats: checked before
+    stored = {
+        str(r[0]) for r in conn.exec_driver_sql(_sqlite_stored_keys(len(keys)), (job_id, *keys))
+    }
+    for item in chunk:
+        if item.key in stored:
+            raise _stored_key_error(item.key, item.line, where) from exc
 
 
 #: The columns an item is recorded with: those of ``_item_values``, then ``_fixed_values``.
@@ -284,24 +323,23 @@ def _fixed_values(dialect: Dialect, job_id: int, now: datetime) -> tuple[Any, ..
 
 def _stored_key(s: Session, job_id: int, keys: list[str]) -> str | None:
     """One of ``keys`` an item of this job has already, or None."""
-    conn = s.connection()
-    if conn.dialect.name == "sqlite":
-        # At the driver: none of Core's work for each bound value of the IN list (a
-        # chunk has thousands); the statement is one of a few sizes, kept compiled.
-        found = conn.exec_driver_sql(_sqlite_stored_key(len(keys)), (job_id, *keys)).first()
-    else:
-        # PostgreSQL: one array parameter, not thousands (an IN list of a chunk's keys
-        # is parsed and planned for every chunk: 60 ms each, 3 s of a 100,000-row job).
-        found = conn.exec_driver_sql(
+    # PostgreSQL (SQLite's store refuses the insert instead): one array parameter, not
+    # thousands (an IN list of a chunk's keys is parsed and planned for every chunk:
+    # 60 ms each, 3 s of a 100,000-row job).
+    found = (
+        s.connection()
+        .exec_driver_sql(
             "SELECT key FROM items WHERE job_id = %s AND key = ANY(%s) LIMIT 1", (job_id, keys)
-        ).first()
+        )
+        .first()
+    )
     return None if found is None else str(found[0])
 
 
 @lru_cache(maxsize=8)
-def _sqlite_stored_key(keys: int) -> str:
+def _sqlite_stored_keys(keys: int) -> str:
     marks = ", ".join(["?"] * keys)
-    return f"SELECT key FROM items WHERE job_id = ? AND key IN ({marks}) LIMIT 1"
+    return f"SELECT key FROM items WHERE job_id = ? AND key IN ({marks})"
 
 
 def _item_values(item: ItemLike, fixed: tuple[Any, ...]) -> tuple[Any, ...]:
