@@ -41,11 +41,6 @@ class ResultWriter:
     anything that may wait (the next bytes of the download) and makes no other store
     call meanwhile (on SQLite, it would wait for this very lock).
 
-    On SQLite, a transaction's rows wait in a temporary table of the writer's
-    connection and go into ``results`` in key order when it commits: the lines come in
-    random order, which inserted as they came touched a page of each index a row
-    (:meth:`~orchestrator.store.results.ResultOps.staging_statements`).
-
     The writer keeps one connection for all its transactions. On SQLite, that
     connection does not copy the write-ahead log into the database file when it
     commits (SQLite's automatic checkpoint): a thread of the writer's does, on a
@@ -69,8 +64,6 @@ class ResultWriter:
         self._checkpointer: _Checkpointer | None = None
         #: Rows and quarantined lines written since the last commit.
         self.pending = 0
-        #: SQLite: the staging table's statements (flush, then empty) once it is made.
-        self._stage: tuple[str, str] | None = None
 
     @property
     def open_s(self) -> float:
@@ -85,10 +78,7 @@ class ResultWriter:
         self, rows: Sequence[ResultRow | ResultValues], quarantine: Sequence[QuarantineLine]
     ) -> bool:
         """``ResultOps.upsert_results``, uncommitted. False if the lease was lost."""
-        staged = self._connection().dialect.name == "sqlite"
-        stored = self._run(
-            lambda s: self._store._store_chunk(s, self._lease, rows, quarantine, staged=staged)
-        )
+        stored = self._run(lambda s: self._store._store_chunk(s, self._lease, rows, quarantine))
         self.pending += len(rows) + len(quarantine)
         return stored
 
@@ -108,7 +98,6 @@ class ResultWriter:
             if not extended:
                 self.abandon(None)
                 return False
-            self._flush()
             self._end(None)
             if self._checkpointer is not None:
                 self._checkpointer.request()
@@ -118,7 +107,6 @@ class ResultWriter:
     def finish(self) -> None:
         """Commit what is left, the lease as it is (the block ended cleanly)."""
         if self._tx is not None:
-            self._flush()
             self._end(None)
         self.pending = 0
 
@@ -154,29 +142,13 @@ class ResultWriter:
                 self._tune(conn)
         return self._conn
 
-    def _flush(self) -> None:
-        """SQLite: move the staged rows into ``results``, in this transaction."""
-        if self._stage is not None:
-            statements = self._stage
-
-            def flush(s: Session) -> None:
-                for statement in statements:
-                    s.connection().exec_driver_sql(statement)
-
-            self._run(flush)
-
     def _tune(self, conn: Connection) -> None:
-        """SQLite: the staging table, dropped when the writer closes; no automatic
-        checkpoint on this connection, a checkpoint thread instead (the old setting
-        is kept, to be given back). Made on the driver's connection, outside any
-        transaction (a statement through ``conn`` would begin one, and take the write
-        lock, for nothing; a temporary table takes none)."""
+        """SQLite: no automatic checkpoint on this connection, a checkpoint thread
+        instead; the old setting is kept, to be given back. Set on the driver's
+        connection, outside any transaction (a statement through ``conn`` would begin
+        one, and take the write lock, for nothing)."""
         driver = conn.connection.driver_connection
         assert driver is not None
-        create, flush, empty, drop = self._store.staging_statements(conn.dialect)
-        driver.execute(create)
-        self._restore.append(drop)
-        self._stage = flush, empty
         restore = autocheckpoint_off(driver)
         if restore is None:
             return  # no log to copy (a database in memory)

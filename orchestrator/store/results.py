@@ -12,11 +12,9 @@ from operator import attrgetter, itemgetter
 from typing import Any
 
 from sqlalchemy import (
-    Column,
     Connection,
     Dialect,
     FromClause,
-    MetaData,
     Select,
     String,
     Table,
@@ -29,7 +27,6 @@ from sqlalchemy import (
     union,
 )
 from sqlalchemy.orm import Session
-from sqlalchemy.schema import CreateTable
 
 from orchestrator.domain.planning import make_custom_id
 from orchestrator.domain.states import BatchStatus, ItemStatus, ResultType
@@ -58,14 +55,6 @@ _QUARANTINE_COLUMNS = tuple(f.name for f in fields(QuarantineLine))
 _RESULT_KEY = ("batch_id", "custom_id")
 #: A ResultRow's values as a tuple, in ``_RESULT_COLUMNS`` order (one C call a row).
 _result_values = attrgetter(*_RESULT_COLUMNS)
-#: SQLite: where a ResultWriter's rows wait, as they come, until its transaction
-#: commits (see :func:`staging_statements`); a temporary table of its connection.
-_STAGE = Table(
-    "result_stage",
-    MetaData(),
-    *(Column(name, _RESULTS.c[name].type) for name in _RESULT_COLUMNS),
-    prefixes=["TEMPORARY"],
-)
 #: On PostgreSQL, a batch of this many requests or more refreshes the planner's
 #: statistics before its items are resolved (``resolve_succeeded``).
 ANALYZE_FROM_REQUESTS = 1000
@@ -176,15 +165,10 @@ class ResultOps(StoreBase):
         lease: Lease,
         rows: Sequence[ResultRow | ResultValues],
         quarantine: Sequence[QuarantineLine],
-        *,
-        staged: bool = False,
     ) -> bool:
         if not s.execute(select(Batch.id).where(held(Batch, lease))).first():
             return False
-        if staged:
-            self._stage_results(s, rows)
-        else:
-            self._insert_results(s, rows)
+        self._insert_results(s, rows)
         if quarantine:
             stmt = self._insert(_QUARANTINE).on_conflict_do_nothing(
                 index_elements=["batch_id", "line_no"]
@@ -193,19 +177,6 @@ class ResultOps(StoreBase):
                 stmt, [_values(q, _QUARANTINE_COLUMNS, _QUARANTINE_LIMITS) for q in quarantine]
             )
         return True
-
-    @staticmethod
-    def staging_statements(dialect: Dialect) -> tuple[str, str, str, str]:
-        """SQLite's statements to create, flush, empty and drop a ResultWriter's staging
-        table (see :func:`staging_statements`)."""
-        return staging_statements(dialect)
-
-    def _stage_results(self, s: Session, rows: Sequence[ResultRow | ResultValues]) -> None:
-        """``_insert_results`` into the writer's staging table (SQLite; see
-        :func:`staging_statements`): appended as they come, no key checked yet."""
-        if rows:
-            params = [_result_params(r) for r in rows]
-            insert_values(s.connection(), _STAGE, _RESULT_COLUMNS, params, processed=True)
 
     def _insert_results(self, s: Session, rows: Sequence[ResultRow | ResultValues]) -> None:
         """Store result rows, a line stored already (or twice here) stored once: the
@@ -552,30 +523,3 @@ def _resolve_unnest_sql(dialect: Dialect) -> str:
         f"WHERE {quote(items.name)}.id = r.item AND {quote(items.name)}.batch_id = %b "
         f"AND {quote(items.name)}.status = '{ItemStatus.QUEUED.value}'"
     )
-
-
-@cache
-def staging_statements(dialect: Dialect) -> tuple[str, str, str, str]:
-    """SQLite's statements to create, flush, empty and drop a ResultWriter's staging
-    table.
-
-    Results come in random order. Inserted as they come, each row lands on a page of
-    its own of the key's index (batch_id, custom_id) and of the item index, and its
-    foreign key looks up a random item: 100,000 results took 1.65-1.9 s. Appended to a
-    table with no index instead, and moved into ``results`` in key order when the
-    transaction commits, they took 1.2 s (20,000 rows a commit, as the ingest commits).
-    The flush keeps what ``_insert_results`` does: of two rows with one key (stored
-    already, or twice in the stage) the first stands, the stage being read in the order
-    it was written. A temporary table is the connection's own and belongs to its
-    transaction: rolled back, its rows are gone with the rest.
-    """
-    quote = dialect.identifier_preparer.quote
-    columns = ", ".join(quote(name) for name in _RESULT_COLUMNS)
-    key = ", ".join(quote(name) for name in _RESULT_KEY)
-    stage = f"temp.{quote(_STAGE.name)}"
-    flush = (
-        f"INSERT INTO {quote(_RESULTS.name)} ({columns}) SELECT {columns} FROM {stage} "
-        f"WHERE true ORDER BY {key}, rowid ON CONFLICT ({key}) DO NOTHING"
-    )
-    create = str(CreateTable(_STAGE, if_not_exists=True).compile(dialect=dialect)).strip()
-    return create, flush, f"DELETE FROM {stage}", f"DROP TABLE IF EXISTS {stage}"

@@ -43,67 +43,6 @@ def test_rows_are_kept_once_committed_and_routes_come_from_the_open_transaction(
     assert third.custom_id not in routes
 
 
-def _stored_types(store: Store, batch_id: int) -> dict[str, str]:
-    with store.engine.connect() as conn:
-        rows = conn.execute(
-            text("SELECT custom_id, result_type FROM results WHERE batch_id = :b"), {"b": batch_id}
-        )
-        return {str(custom_id): str(kind) for custom_id, kind in rows}
-
-
-def test_of_two_lines_of_one_request_the_first_stands_across_chunks_and_transactions(
-    store: Store,
-) -> None:
-    """On SQLite a transaction's rows wait in a staging table until it commits, then go
-    into ``results`` in key order: still the first line of a request is the one kept,
-    whether the other came in an earlier transaction or in the same one."""
-    job = make_job(store, 2)
-    ended = ended_batch(store, job.id)
-    first, second = ended.refs
-    b = ended.batch_id
-    with store.result_writer(ended.lease) as writer:
-        assert writer.store([_row(b, first.item_id, first.custom_id)], [])
-        assert writer.commit(at(610), TTL)
-        again = ResultValues(b, first.item_id, first.custom_id, 1, ResultType.CANCELED)
-        assert writer.store([again, _row(b, second.item_id, second.custom_id)], [])
-        later = ResultValues(b, second.item_id, second.custom_id, 1, ResultType.CANCELED)
-        assert writer.store([later], [])
-
-    assert _stored_types(store, b) == {first.custom_id: "expired", second.custom_id: "expired"}
-
-
-def test_a_writer_leaves_no_staged_rows_on_its_connection(store: Store, store_url: str) -> None:
-    """The staging table is dropped when the writer is done (and a rolled-back
-    transaction takes its staged rows with it): the pooled connection is as it was."""
-    if not store_url.startswith("sqlite"):
-        pytest.skip("SQLite's staging table")
-    job = make_job(store, 2)
-    ended = ended_batch(store, job.id)
-    first, second = ended.refs
-
-    def broken_download() -> None:
-        with store.result_writer(ended.lease) as writer:
-            assert writer.store([_row(ended.batch_id, first.item_id, first.custom_id)], [])
-            raise RuntimeError("download broke")
-
-    with pytest.raises(RuntimeError, match="download broke"):
-        broken_download()
-    with store.result_writer(ended.lease) as writer:
-        assert writer.store([_row(ended.batch_id, second.item_id, second.custom_id)], [])
-
-    assert _stored_types(store, ended.batch_id) == {second.custom_id: "expired"}
-    pool = store.engine.pool
-    idle = [store.engine.connect() for _ in range(pool.checkedin())]  # type: ignore[attr-defined]
-    try:
-        drivers: list[Any] = [c.connection.driver_connection for c in idle]
-        tables = [d.execute("SELECT name FROM sqlite_temp_master").fetchall() for d in drivers]
-    finally:
-        for conn in idle:
-            conn.close()
-    assert tables
-    assert all(found == [] for found in tables)
-
-
 def test_a_block_that_raises_keeps_only_what_was_committed(store: Store) -> None:
     job = make_job(store, 2)
     ended = ended_batch(store, job.id)
