@@ -405,6 +405,12 @@ class _PlanningRecorder:
         # SQLite gives a new row the largest id + 1, as this does (the write lock is
         # held): ids in file order, as recording without a plan gives them.
         self._last_id = 0 if self._postgres else _largest_item_id(self._conn)
+        # In a store with no item yet, only this job's own earlier rows can be repeated:
+        # they are remembered here (by the str hash of their params hash: a clash only
+        # leaves an item to the plan step) rather than looked up, a query a chunk.
+        # Another job's items recorded meanwhile have no answer for the cache yet.
+        fresh = self._check_repeats and _no_items(self._conn)
+        self._seen: set[int] | None = set() if fresh else None
 
     def insert(self, chunk: Sequence[ItemLike]) -> None:
         # Once the batches asked for are planned every item is recorded pending: no
@@ -441,6 +447,8 @@ class _PlanningRecorder:
             if self._batch is None:
                 self._batch = self._new_batch()
             rows.append((*values, custom_id, self._batch.id, *self._queued, *self._fixed))
+        if check and self._seen is not None:
+            self._seen.update(hash(item.params_hash) for item in chunk)
         insert_values(self._conn, _ITEMS, _PLANNED_ITEM_COLUMNS, rows, processed=True)
         for batch, planned in closed:  # their items are stored now
             self._close(batch, planned)
@@ -463,6 +471,9 @@ class _PlanningRecorder:
 
     def _stored_hashes(self, chunk: Sequence[ItemLike]) -> set[str]:
         """The params hashes of ``chunk`` that an item of the store has already."""
+        if self._seen is not None:
+            seen = self._seen
+            return {it.params_hash for it in chunk if hash(it.params_hash) in seen}
         wanted = list(dict.fromkeys(it.params_hash for it in chunk))
         if self._postgres:
             found = self._conn.exec_driver_sql(
@@ -495,6 +506,10 @@ class _PlanningRecorder:
         self._s.flush()
         copy_batch_requests(self._s, batch.id)
         self._plan.planned.append((batch.id, batch.request_count))
+
+
+def _no_items(conn: Connection) -> bool:
+    return conn.exec_driver_sql("SELECT 1 FROM items LIMIT 1").first() is None
 
 
 def _largest_item_id(conn: Connection) -> int:
