@@ -28,6 +28,7 @@ reports the peak RSS of the process running our ingest.
 from __future__ import annotations
 
 import argparse
+import gc
 import hashlib
 import json
 import os
@@ -593,6 +594,7 @@ def child_ours(spec: dict[str, Any]) -> dict[str, Any]:
     api = BatchesClient(api_key=BENCH_KEY, base_url=settings.base_url, max_retries=0)
     ctx = StepContext(store=store, api=api, settings=settings)
     (lease,) = store.claim_batches([BatchStatus.ENDED], ctx.owner, utcnow(), ctx.ttl_s, 1)
+    gc.freeze()  # as the orchestrator's commands do once their imports are done (cli.main)
     before_mb = own_peak_rss_mb()
     started = time.perf_counter()
     outcome = ingest_batch(ctx, lease)
