@@ -159,7 +159,9 @@ class JobOps(StoreBase):
                 # ANALYZE counts this transaction's own inserts and samples a bounded
                 # number of rows, so it costs the same on a large table.
                 s.execute(text("ANALYZE items"))
-            if new.dedupe:
+            # With every item checked for repeats while it was planned and none found,
+            # no two items of the job share their params: there is no leader to choose.
+            if new.dedupe and (planner is None or not planner.unrepeated):
                 _choose_leaders(s, job.id)
             if before_commit is not None:
                 before_commit(total)
@@ -394,6 +396,8 @@ class _PlanningRecorder:
         self._batch: Batch | None = None
         #: The batches asked for are planned: the rest is recorded without a plan.
         self.done = False
+        #: Items found repeating params the store has (this job's earlier rows included).
+        self._repeats = 0
         # Without dedupe and the cache nothing decides anything from repeated params.
         self._check_repeats = new.dedupe or new.use_cache
         dialect = self._conn.dialect
@@ -431,6 +435,7 @@ class _PlanningRecorder:
                 None if input_json is None else input_json.decode(),
             )
             if self.done or (check and params_hash in repeats):
+                self._repeats += not self.done
                 rows.append((*values, *self._pending, *self._fixed))  # the plan step's
                 continue
             if check:
@@ -452,6 +457,11 @@ class _PlanningRecorder:
         insert_values(self._conn, _ITEMS, _PLANNED_ITEM_COLUMNS, rows, processed=True)
         for batch, planned in closed:  # their items are stored now
             self._close(batch, planned)
+
+    @property
+    def unrepeated(self) -> bool:
+        """Every item recorded was checked for repeats, and none repeated another."""
+        return self._check_repeats and not self.done and not self._repeats
 
     def finish(self) -> None:
         last = None if self.done else self._planner.finish()
