@@ -137,10 +137,10 @@ class JobOps(StoreBase):
                         rows = [_item_values(it, fixed) for it in chunk]
                         insert_values(conn, _ITEMS, _ITEM_COLUMNS, rows, processed=True)
                         del rows
-                except IntegrityError as exc:
+                except IntegrityError:
                     if sqlite:
                         conn.exec_driver_sql("ROLLBACK TO item_chunk")
-                        _refuse_stored_key(conn, job.id, chunk, new.spec_path, exc)
+                        _refuse_stored_key(conn, job.id, chunk, new.spec_path)
                     raise
                 if sqlite:
                     conn.exec_driver_sql("RELEASE item_chunk")
@@ -281,18 +281,17 @@ def _stored_key_error(key: str, line: int, where: str) -> SpecError:
     )
 
 
-def _refuse_stored_key(
-    conn: Connection, job_id: int, chunk: list[ItemLike], where: str, exc: IntegrityError
-) -> None:
+def _refuse_stored_key(conn: Connection, job_id: int, chunk: list[ItemLike], where: str) -> None:
     """After SQLite refused an insert of ``chunk``, undone since: raise the SpecError
-    of its first row whose key an earlier chunk's row has, if that was the reason."""
+    of its first row whose key an earlier chunk's row has, if that was the reason (the
+    IntegrityError, a statement of a thousand rows, is left out of it)."""
     keys = [item.key for item in chunk]  # no repeats: checked before
     stored = {
         str(r[0]) for r in conn.exec_driver_sql(_sqlite_stored_keys(len(keys)), (job_id, *keys))
     }
     for item in chunk:
         if item.key in stored:
-            raise _stored_key_error(item.key, item.line, where) from exc
+            raise _stored_key_error(item.key, item.line, where) from None
 
 
 #: The columns an item is recorded with: those of ``_item_values``, then ``_fixed_values``.
