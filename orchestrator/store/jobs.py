@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache, partial
@@ -119,16 +120,13 @@ class JobOps(StoreBase):
             conn = s.connection()
             fixed = _fixed_values(conn.dialect, job.id, now)
             planner = None if plan is None else _PlanningRecorder(s, job.id, new, plan, now)
-            # SQLite refuses a key stored already with the chunk's insert (the unique
-            # constraint); undone to its savepoint, the chunk's keys are looked up to say
-            # which one: no query a chunk to look first. PostgreSQL's COPY would abort
-            # the transaction, so it looks first.
-            sqlite = conn.dialect.name == "sqlite"
+            # A key an earlier chunk stored: SQLite's insert refuses it (see
+            # ``_keys_refused``); PostgreSQL's COPY would abort the transaction, so the
+            # chunk's keys are looked up first there.
+            sqlite, where = conn.dialect.name == "sqlite", new.spec_path
             for chunk in chunked(items, ITEM_CHUNK_ROWS):
-                _check_duplicate_keys(s, job.id, chunk, new.spec_path, in_store=not sqlite)
-                if sqlite:
-                    conn.exec_driver_sql("SAVEPOINT item_chunk")
-                try:
+                _check_duplicate_keys(s, job.id, chunk, where, in_store=not sqlite)
+                with _keys_refused(conn, job.id, chunk, where) if sqlite else nullcontext():
                     if planner is not None and not planner.done:
                         planner.insert(chunk)
                     else:
@@ -137,13 +135,6 @@ class JobOps(StoreBase):
                         rows = [_item_values(it, fixed) for it in chunk]
                         insert_values(conn, _ITEMS, _ITEM_COLUMNS, rows, processed=True)
                         del rows
-                except IntegrityError:
-                    if sqlite:
-                        conn.exec_driver_sql("ROLLBACK TO item_chunk")
-                        _refuse_stored_key(conn, job.id, chunk, new.spec_path)
-                    raise
-                if sqlite:
-                    conn.exec_driver_sql("RELEASE item_chunk")
                 columns: Sequence[str] = ()
                 for it in chunk:
                     if it.columns != columns:  # rows mostly share theirs
@@ -281,17 +272,28 @@ def _stored_key_error(key: str, line: int, where: str) -> SpecError:
     )
 
 
-def _refuse_stored_key(conn: Connection, job_id: int, chunk: list[ItemLike], where: str) -> None:
-    """After SQLite refused an insert of ``chunk``, undone since: raise the SpecError
-    of its first row whose key an earlier chunk's row has, if that was the reason (the
-    IntegrityError, a statement of a thousand rows, is left out of it)."""
-    keys = [item.key for item in chunk]  # no repeats: checked before
-    stored = {
-        str(r[0]) for r in conn.exec_driver_sql(_sqlite_stored_keys(len(keys)), (job_id, *keys))
-    }
-    for item in chunk:
-        if item.key in stored:
-            raise _stored_key_error(item.key, item.line, where) from None
+@contextmanager
+def _keys_refused(
+    conn: Connection, job_id: int, chunk: list[ItemLike], where: str
+) -> Iterator[None]:
+    """SQLite: the insert of ``chunk`` under a savepoint. A key an earlier chunk stored
+    makes the unique constraint refuse it: the chunk is undone, its keys are looked up,
+    and the SpecError of its first row whose key is stored is raised (without the
+    IntegrityError, a statement of a thousand rows). Any other refusal is raised as is.
+    No query a chunk to look first."""
+    conn.exec_driver_sql("SAVEPOINT item_chunk")
+    try:
+        yield
+    except IntegrityError:
+        conn.exec_driver_sql("ROLLBACK TO item_chunk")
+        keys = [item.key for item in chunk]  # no repeats: checked before
+        found = conn.exec_driver_sql(_sqlite_stored_keys(len(keys)), (job_id, *keys))
+        stored = {str(row[0]) for row in found}
+        for item in chunk:
+            if item.key in stored:
+                raise _stored_key_error(item.key, item.line, where) from None
+        raise
+    conn.exec_driver_sql("RELEASE item_chunk")
 
 
 #: The columns an item is recorded with: those of ``_item_values``, then ``_fixed_values``.
@@ -395,8 +397,8 @@ class _PlanningRecorder:
         self._batch: Batch | None = None
         #: The batches asked for are planned: the rest is recorded without a plan.
         self.done = False
-        #: Items found repeating params the store has (this job's earlier rows included).
-        self._repeats = 0
+        #: An item was found repeating params the store has (this job's rows included).
+        self._repeated = False
         # Without dedupe and the cache nothing decides anything from repeated params.
         self._check_repeats = new.dedupe or new.use_cache
         dialect = self._conn.dialect
@@ -434,7 +436,7 @@ class _PlanningRecorder:
                 None if input_json is None else input_json.decode(),
             )
             if self.done or (check and params_hash in repeats):
-                self._repeats += not self.done
+                self._repeated = self._repeated or not self.done
                 rows.append((*values, *self._pending, *self._fixed))  # the plan step's
                 continue
             if check:
@@ -460,7 +462,7 @@ class _PlanningRecorder:
     @property
     def unrepeated(self) -> bool:
         """Every item recorded was checked for repeats, and none repeated another."""
-        return self._check_repeats and not self.done and not self._repeats
+        return self._check_repeats and not self.done and not self._repeated
 
     def finish(self) -> None:
         last = None if self.done else self._planner.finish()
