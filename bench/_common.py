@@ -64,13 +64,15 @@ def write_spec(root: Path, rows: Path, name: str = "bench", extra: str = "") -> 
 class ChildRun:
     seconds: float
     peak_rss_mb: float
+    #: The child's own CPU time, user + system, all threads (``wait4``).
+    cpu_s: float
     stdout: str
     stderr: str
     returncode: int
 
 
 def run_child(args: Sequence[str], env: dict[str, str], cwd: Path | None = None) -> ChildRun:
-    """Run ``args`` to the end; its wall time and its own peak RSS (``wait4``)."""
+    """Run ``args`` to the end; its wall time, its own CPU time and peak RSS (``wait4``)."""
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         started = time.perf_counter()
         proc = subprocess.Popen(
@@ -84,6 +86,7 @@ def run_child(args: Sequence[str], env: dict[str, str], cwd: Path | None = None)
         return ChildRun(
             seconds,
             usage.ru_maxrss / 1024,
+            usage.ru_utime + usage.ru_stime,
             out.read().decode(errors="replace"),
             err.read().decode(errors="replace"),
             proc.returncode,

@@ -4,6 +4,8 @@ Both run as child processes against one simulator (its own process, 0.5 s proces
 alternating A B A B ...; the medians are compared. ``orchestrator run`` records the items,
 plans, creates, polls, ingests and resolves into a fresh store each time; the SDK loop
 (``bench/sdk_loop.py``) creates, polls and iterates the results, storing nothing.
+Each round shows the child's wall time and its own CPU time (all its threads): ours
+uses the second core while it records and ingests, so a busy machine slows it more.
 
     .venv/bin/python bench/end_to_end.py --items 100000 --rounds 2            # SQLite
     .venv/bin/python bench/end_to_end.py --items 100000 --rounds 2 --postgres # PostgreSQL
@@ -116,15 +118,16 @@ def main() -> None:
             for n in range(args.rounds):
                 ours.append(_orchestrator(spec, base_url, next(urls)))
                 print(
-                    f"round {n + 1}: orchestrator run {ours[-1].seconds:6.1f} s, "
-                    f"peak RSS {ours[-1].peak_rss_mb:.0f} MB",
+                    f"round {n + 1}: orchestrator run {ours[-1].seconds:6.1f} s "
+                    f"(CPU {ours[-1].cpu_s:4.1f} s), peak RSS {ours[-1].peak_rss_mb:.0f} MB",
                     flush=True,
                 )
                 if not args.no_sdk:
                     theirs.append(_sdk(rows, base_url))
+                    sdk = theirs[-1]
                     print(
-                        f"round {n + 1}: SDK loop         {theirs[-1].seconds:6.1f} s, "
-                        f"peak RSS {theirs[-1].peak_rss_mb:.0f} MB",
+                        f"round {n + 1}: SDK loop         {sdk.seconds:6.1f} s "
+                        f"(CPU {sdk.cpu_s:4.1f} s), peak RSS {sdk.peak_rss_mb:.0f} MB",
                         flush=True,
                     )
     store = "PostgreSQL" if args.postgres else "SQLite"

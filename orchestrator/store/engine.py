@@ -30,12 +30,13 @@ log = logging.getLogger(__name__)
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 #: The page size of an SQLite store this version creates (SQLite's default is 4,096).
-#: A store's writes are mostly bulk (a job's items, a batch's results, all at once,
-#: into indexes in random order), and these go faster in bigger pages: recording
-#: 100,000 items and ingesting their results each took a fifth to a third less time
-#: than with 4 KiB pages (bench/RESULTS.md, session 11). The page cache is bounded in
-#: bytes (SQLite's default 2 MB), so memory is the same. A store made before keeps
-#: its pages: the setting only applies to a database that has no tables yet.
+#: Recording a job is a bulk write into the items table and five indexes, one of them
+#: (params_hash) in random order, and bigger pages do less per row: the store's side
+#: of recording 100,000 items took 8-21 % less time than with 4 KiB pages (medians of
+#: 5-7 runs; bench/RESULTS.md, session 11). The ingest of results measured the same
+#: either way. The page cache is bounded in bytes (SQLite's default 2 MB), so memory
+#: is the same too. A store made before keeps its pages: the setting only applies to a
+#: database that has nothing in it yet.
 SQLITE_PAGE_SIZE = 16_384
 #: The execution option that marks a connection's transactions as reads only.
 READ_ONLY_OPTION = "orchestrator_read_only"

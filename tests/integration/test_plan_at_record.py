@@ -123,6 +123,18 @@ def planned_state(store: Store, job_id: int) -> dict[str, Any]:
     }
 
 
+def ids_in_file_order(store: Store, job_id: int) -> bool:
+    """The job's items are numbered in the order of their rows, planned or not (the
+    recorder chooses the ids of the items it plans itself)."""
+    with store.engine.connect() as conn:
+        ordinals = list(
+            conn.execute(
+                text("SELECT ordinal FROM items WHERE job_id = :j ORDER BY id"), {"j": job_id}
+            ).scalars()
+        )
+    return ordinals == list(range(len(ordinals)))
+
+
 def another_store_url(request: pytest.FixtureRequest, store_url: str, tmp_path: Path) -> str:
     """A second fresh store on the same backend as ``store_url``."""
     if store_url.startswith("sqlite"):
@@ -159,6 +171,7 @@ def test_the_plan_made_while_recording_is_the_plan_steps(
             planning = PlanAtRecord(ctx.store.store_tag(), batches) if planned_at_record else None
             job, created = submit_loaded(ctx.store, loaded, utcnow(), PRICES, plan=planning)
             assert created
+            assert ids_in_file_order(ctx.store, job.id)
             if planning is not None:
                 recorded = [b[1] for b in planned_state(ctx.store, job.id)["batches"]]
                 assert [n for _, n in planning.planned] == recorded
