@@ -125,16 +125,20 @@ def submit_loaded(
 
     new = _new_job(loaded, job_name, api_version)
     rows = item_rows(loaded, default_api_version=api_version, models=prices)
-    # The rows are read, rendered and validated on a thread of their own, up to
-    # READ_AHEAD_CHUNKS chunks ahead of this one, which checks, tallies and stores them
-    # in file order: the store's statements let go of the GIL (SQLite's inserts go many
-    # rows a statement), so the two overlap. What the thread raises is raised here, in
-    # its place among the rows; leaving the block, however, stops and joins the thread.
-    chunks = chunked(rows, READ_AHEAD_ROWS)
     tag = store.store_tag()
+    # The rows are read, rendered, validated, checked and tallied on a thread of their
+    # own, up to READ_AHEAD_CHUNKS chunks ahead of this one, which stores them in file
+    # order: the store's statements let go of the GIL (SQLite's inserts go many rows a
+    # statement), so the two overlap, and this thread, the slower one, does nothing
+    # else. ``bad_rows``, ``estimate`` and ``tally`` are the reader's until it has
+    # handed over its last chunk: only ``check_budget`` reads them here, once every
+    # item is stored. What the thread raises is raised here, in its place among the
+    # rows; leaving the block, however, stops and joins the thread.
+    drafts = good_items(rows, bad_rows)
+    checked = _checked_items(loaded, drafts, tag, prices, estimate, bad_rows, tally)
+    chunks = chunked(checked, READ_AHEAD_ROWS)
     with ReadAhead(chunks, name="items-reader", ahead=READ_AHEAD_CHUNKS, join=True) as ahead:
-        drafts = good_items(chain.from_iterable(ahead.items()), bad_rows)
-        items = _checked_items(loaded, drafts, tag, prices, estimate, bad_rows, tally)
+        items = chain.from_iterable(ahead.items())
         job = store.create_job(new, items, before_commit=check_budget, now=now, plan=plan)
     return job, True
 

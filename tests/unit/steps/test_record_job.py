@@ -24,6 +24,7 @@ from orchestrator.steps import jobs as steps_jobs
 from orchestrator.steps.jobs import submit_loaded
 from orchestrator.store import jobs as store_jobs
 from orchestrator.store.queries import Store
+from orchestrator.store.records import ItemLike
 from tests.unit.store.helpers import T0, count_rows
 
 PRICES = PriceTable.load()
@@ -224,19 +225,23 @@ def test_an_interrupt_while_recording_stops_the_reader_and_records_nothing(
 
     monkeypatch.setattr("orchestrator.domain.sources.jsonl_rows", watched)
     loaded = load_spec(write_job(tmp_path, rows(500)))
-    tally = EstimateTally(loaded)
-    added = tally.add
+    checked = store_jobs._check_duplicate_keys
+    interrupted_in: list[str] = []
 
-    def interrupted(item: ItemDraft, bad_rows: BadRows) -> bool:
-        if item.ordinal == 40:  # the reader is chunks ahead, waiting for room
+    def interrupted(s: Any, job_id: int, chunk: list[ItemLike], *a: Any, **k: Any) -> None:
+        # Ctrl-C reaches the main thread, which stores the items: there, at row 40, with
+        # the reader chunks ahead, waiting for room.
+        if any(item.ordinal == 40 for item in chunk):
+            interrupted_in.append(threading.current_thread().name)
             raise KeyboardInterrupt
-        return added(item, bad_rows)
+        checked(s, job_id, chunk, *a, **k)
 
-    monkeypatch.setattr(tally, "add", interrupted)
+    monkeypatch.setattr(store_jobs, "_check_duplicate_keys", interrupted)
 
     with pytest.raises(KeyboardInterrupt):
-        submit_loaded(store, loaded, T0, PRICES, tally=tally)
+        submit_loaded(store, loaded, T0, PRICES, tally=EstimateTally(loaded))
 
+    assert interrupted_in == ["MainThread"]
     assert readers() == []  # stopped and joined before the interrupt went on
     assert closed.is_set()  # the data file closed
     assert store.list_jobs() == []
