@@ -29,15 +29,6 @@ from orchestrator.resources import migrations_dir
 log = logging.getLogger(__name__)
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
-#: The page size of an SQLite store this version creates (SQLite's default is 4,096).
-#: Recording a job is a bulk write into the items table and five indexes, one of them
-#: (params_hash) in random order, and bigger pages do less per row: the store's side
-#: of recording 100,000 items took 8-21 % less time than with 4 KiB pages (medians of
-#: 5-7 runs; bench/RESULTS.md, session 11). The ingest of results measured the same
-#: either way. The page cache is bounded in bytes (SQLite's default 2 MB), so memory
-#: is the same too. A store made before keeps its pages: the setting only applies to a
-#: database that has nothing in it yet.
-SQLITE_PAGE_SIZE = 16_384
 #: The execution option that marks a connection's transactions as reads only.
 READ_ONLY_OPTION = "orchestrator_read_only"
 #: The Alembic script directory: shipped in the package as orchestrator.migrations
@@ -91,9 +82,6 @@ def _sqlite_engine(url: str, **kwargs: Any) -> Engine:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         in_memory = ":memory:" in url or url in ("sqlite://", "sqlite:///")
-        # Before anything is written: on a new database, switching to WAL writes its
-        # first page, and the page size is fixed from then on.
-        cursor.execute(f"PRAGMA page_size={SQLITE_PAGE_SIZE}")
         if not in_memory:
             cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
