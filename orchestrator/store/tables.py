@@ -335,7 +335,11 @@ class BatchRequest(Base):
 
     id: Mapped[bigid] = mapped_column(primary_key=True, autoincrement=True)
     batch_id: Mapped[int] = mapped_column(ForeignKey("batches.id", ondelete="CASCADE"))
-    item_id: Mapped[int] = mapped_column(ForeignKey("items.id", ondelete="CASCADE"), index=True)
+    # Not a foreign key (migration 0009), here and in ``results``: the orchestrator
+    # writes these rows in bulk with item ids it has just read from ``items``, and they
+    # go with their batch (the key above), which goes with its job, as the items do.
+    # The per-row check cost more than the insert on PostgreSQL (it locks the item).
+    item_id: Mapped[int] = mapped_column(_BIGINT, index=True)
     attempt: Mapped[int] = mapped_column(Integer)
     custom_id: Mapped[str] = mapped_column(String(64))
 
@@ -359,7 +363,7 @@ class Result(Base):
 
     id: Mapped[bigid] = mapped_column(primary_key=True, autoincrement=True)
     batch_id: Mapped[int] = mapped_column(ForeignKey("batches.id", ondelete="CASCADE"))
-    item_id: Mapped[int] = mapped_column(ForeignKey("items.id", ondelete="CASCADE"), index=True)
+    item_id: Mapped[int] = mapped_column(_BIGINT, index=True)  # see ``BatchRequest``
     custom_id: Mapped[str] = mapped_column(String(64))
     attempt: Mapped[int] = mapped_column(Integer)
     result_type: Mapped[str] = mapped_column(String(16))

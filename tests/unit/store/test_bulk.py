@@ -214,17 +214,17 @@ def test_skipping_stored_keys_still_refuses_a_row_that_breaks_another_rule(
 ) -> None:
     ended = ended_batch(store, make_job(store, 2).id)
     good, bad = result_values(ended.batch_id, ended.refs)
-    no_such_item = (*bad[:1], 10**9, *bad[2:])
+    unknown_type = (*bad[:4], "bogus", *bad[5:])
     with store.engine.begin() as conn:
         insert_values(conn, RESULTS, RESULT_COLUMNS, [good], skip_stored=("batch_id", "custom_id"))
     with store.engine.connect() as conn:
         conn.begin()
-        with pytest.raises(IntegrityError):  # the item does not exist (a foreign key)
+        with pytest.raises(IntegrityError):  # ck_results_result_type_known
             insert_values(
                 conn,
                 RESULTS,
                 RESULT_COLUMNS,
-                [good, no_such_item],
+                [good, unknown_type],
                 skip_stored=("batch_id", "custom_id"),
             )
         conn.rollback()
