@@ -6,7 +6,8 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import inspect, text
+from sqlalchemy import Connection, Engine, inspect, text
+from sqlalchemy.exc import IntegrityError
 
 from orchestrator.errors import StoreNotAtHeadError
 from orchestrator.store.engine import (
@@ -103,5 +104,90 @@ def test_store_not_at_head_is_refused_with_the_fix(empty_store_url: str) -> None
             require_head(engine)
         upgrade(engine)
         require_head(engine)
+    finally:
+        engine.dispose()
+
+
+def _item_keys(engine: Engine) -> dict[str, set[str]]:
+    """The tables each of ``batch_requests`` and ``results`` has a foreign key into."""
+    inspector = inspect(engine)
+    return {
+        table: {str(fk["referred_table"]) for fk in inspector.get_foreign_keys(table)}
+        for table in ("batch_requests", "results")
+    }
+
+
+def _answered_job(conn: Connection) -> None:
+    """One job whose one item succeeded, written as a store at 0008 holds it."""
+    conn.execute(
+        text(
+            "INSERT INTO jobs (id, name, content_hash, spec_path, spec, status, max_attempts, "
+            "max_requests, max_bytes, use_cache, api_version) VALUES (1, 'j', 'h', 'j.toml', "
+            "'{}', 'done', 3, 100000, 256000000, :yes, '2023-06-01')"
+        ),
+        {"yes": True},
+    )
+    conn.execute(
+        text(
+            "INSERT INTO batches (id, job_id, status, remote_id, request_count, body_bytes) "
+            "VALUES (1, 1, 'ingested', 'msgbatch_1', 1, 10)"
+        )
+    )
+    conn.execute(
+        text(
+            "INSERT INTO items (id, job_id, ordinal, key, params, params_hash, status, attempts, "
+            "custom_id, batch_id, final_result_id) VALUES (1, 1, 0, 'k', '{}', 'p', 'succeeded', "
+            "1, 't-1-1', 1, 1)"
+        )
+    )
+    conn.execute(
+        text(
+            "INSERT INTO batch_requests (batch_id, item_id, attempt, custom_id) "
+            "VALUES (1, 1, 1, 't-1-1')"
+        )
+    )
+    conn.execute(
+        text(
+            "INSERT INTO results (id, batch_id, item_id, custom_id, attempt, result_type, "
+            "message_id, text) VALUES (1, 1, 1, 't-1-1', 1, 'succeeded', 'msg_1', 'an answer')"
+        )
+    )
+
+
+def test_0009_keeps_every_row_and_drops_only_the_item_keys(empty_store_url: str) -> None:
+    """SQLite rebuilds both tables to drop a key: nothing stored may be lost on the way,
+    nor the view on them, nor their other rules; the way back brings the keys back."""
+    engine = make_engine(empty_store_url)
+    try:
+        upgrade(engine, "0008")
+        assert _item_keys(engine) == {
+            "batch_requests": {"batches", "items"},
+            "results": {"batches", "items"},
+        }
+        with engine.begin() as conn:
+            _answered_job(conn)
+
+        upgrade(engine)
+        assert _item_keys(engine) == {"batch_requests": {"batches"}, "results": {"batches"}}
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT count(*) FROM batch_requests")).scalar_one() == 1
+            answers = conn.execute(text("SELECT key, status, text FROM final_results")).all()
+            assert [tuple(row) for row in answers] == [("k", "succeeded", "an answer")]
+        with engine.connect() as conn, pytest.raises(IntegrityError):  # its rules stand
+            conn.execute(
+                text(
+                    "INSERT INTO results (batch_id, item_id, custom_id, attempt, result_type) "
+                    "VALUES (1, 1, 't-1-2', 2, 'bogus')"
+                )
+            )
+
+        downgrade(engine, "0008")
+        assert _item_keys(engine) == {
+            "batch_requests": {"batches", "items"},
+            "results": {"batches", "items"},
+        }
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT count(*) FROM results")).scalar_one() == 1
+            assert conn.execute(text("SELECT count(*) FROM final_results")).scalar_one() == 1
     finally:
         engine.dispose()
