@@ -338,7 +338,7 @@ class BatchRequest(Base):
     # Not a foreign key (migration 0009), here and in ``results``: the orchestrator
     # writes these rows in bulk with item ids it has just read from ``items``, and they
     # go with their batch (the key above), which goes with its job, as the items do.
-    # The per-row check cost more than the insert on PostgreSQL (it locks the item).
+    # Checked row by row, the key took a third of PostgreSQL's time on these inserts.
     item_id: Mapped[int] = mapped_column(_BIGINT, index=True)
     attempt: Mapped[int] = mapped_column(Integer)
     custom_id: Mapped[str] = mapped_column(String(64))
