@@ -156,7 +156,8 @@ def _answered_job(conn: Connection) -> None:
 
 def test_0009_keeps_every_row_and_drops_only_the_item_keys(empty_store_url: str) -> None:
     """SQLite rebuilds both tables to drop a key: nothing stored may be lost on the way,
-    nor the view on them, nor their other rules; the way back brings the keys back."""
+    nor the view on them, nor their other rules; the way back brings the keys back, and
+    the way forward again drops them."""
     engine = make_engine(empty_store_url)
     try:
         upgrade(engine, "0008")
@@ -189,5 +190,8 @@ def test_0009_keeps_every_row_and_drops_only_the_item_keys(empty_store_url: str)
         with engine.connect() as conn:
             assert conn.execute(text("SELECT count(*) FROM results")).scalar_one() == 1
             assert conn.execute(text("SELECT count(*) FROM final_results")).scalar_one() == 1
+
+        upgrade(engine)  # the keys the way back made carry the names 0009 drops
+        assert _item_keys(engine) == {"batch_requests": {"batches"}, "results": {"batches"}}
     finally:
         engine.dispose()
