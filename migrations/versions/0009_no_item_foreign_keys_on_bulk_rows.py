@@ -10,8 +10,10 @@ write to the item's page and to the log), on SQLite it looks the item up. Measur
 PostgreSQL, 100,000 items, the statements alone: the batch's requests 1.01 s -> 0.65 s,
 its results 1.59 s -> 1.04 s.
 
-SQLite rebuilds both tables to drop a key; ``final_results`` reads ``results`` and must
-not exist meanwhile: its definition is kept, the view dropped and made again.
+SQLite rebuilds both tables to drop a key, and no view may read them meanwhile:
+``final_results`` and any job's view (``orchestrator db upgrade`` drops and remakes
+those itself, a downgrade does not) are kept as they are defined, dropped, and made
+again.
 
 Revision ID: 0009
 Revises: 0008
@@ -37,34 +39,35 @@ _KEYS = (
 
 
 def upgrade() -> None:
-    view = _drop_view()
+    views = _drop_views()
     for table, name in _KEYS:
         with op.batch_alter_table(table) as batch:
             batch.drop_constraint(name, type_="foreignkey")
-    _make_view(view)
+    _make_views(views)
 
 
 def downgrade() -> None:
-    view = _drop_view()
+    views = _drop_views()
     for table, name in _KEYS:
         with op.batch_alter_table(table) as batch:
             batch.create_foreign_key(name, "items", ["item_id"], ["id"], ondelete="CASCADE")
-    _make_view(view)
+    _make_views(views)
 
 
-def _drop_view() -> str | None:
-    """SQLite: drop ``final_results`` (the tables under it are rebuilt) and return its
-    definition. PostgreSQL alters the tables in place: nothing to do."""
+def _drop_views() -> list[str]:
+    """SQLite: drop every view (the tables under them are rebuilt) and return their
+    definitions. PostgreSQL alters the tables in place: nothing to do."""
     bind = op.get_bind()
     if bind.dialect.name != "sqlite":
-        return None
-    view = bind.execute(
-        sa.text("SELECT sql FROM sqlite_master WHERE type = 'view' AND name = 'final_results'")
-    ).scalar()
-    op.execute("DROP VIEW IF EXISTS final_results")
-    return str(view) if view else None
+        return []
+    views = bind.execute(
+        sa.text("SELECT name, sql FROM sqlite_master WHERE type = 'view' ORDER BY rowid")
+    ).all()
+    for name, _ in views:
+        op.execute(f'DROP VIEW IF EXISTS "{name}"')
+    return [str(sql) for _, sql in views]
 
 
-def _make_view(view: str | None) -> None:
-    if view:
-        op.execute(view)
+def _make_views(views: list[str]) -> None:
+    for sql in views:
+        op.execute(sql)

@@ -152,12 +152,19 @@ def _answered_job(conn: Connection) -> None:
             "message_id, text) VALUES (1, 1, 1, 't-1-1', 1, 'succeeded', 'msg_1', 'an answer')"
         )
     )
+    # A view of the user's own on the two tables 0009 rebuilds on SQLite.
+    conn.execute(
+        text(
+            "CREATE VIEW answers AS SELECT q.custom_id, r.text FROM batch_requests AS q "
+            "JOIN results AS r ON r.batch_id = q.batch_id AND r.custom_id = q.custom_id"
+        )
+    )
 
 
 def test_0009_keeps_every_row_and_drops_only_the_item_keys(empty_store_url: str) -> None:
     """SQLite rebuilds both tables to drop a key: nothing stored may be lost on the way,
-    nor the view on them, nor their other rules; the way back brings the keys back, and
-    the way forward again drops them."""
+    nor the views on them (ours, and a user's), nor their other rules; the way back
+    brings the keys back, and the way forward again drops them."""
     engine = make_engine(empty_store_url)
     try:
         upgrade(engine, "0008")
@@ -174,6 +181,8 @@ def test_0009_keeps_every_row_and_drops_only_the_item_keys(empty_store_url: str)
             assert conn.execute(text("SELECT count(*) FROM batch_requests")).scalar_one() == 1
             answers = conn.execute(text("SELECT key, status, text FROM final_results")).all()
             assert [tuple(row) for row in answers] == [("k", "succeeded", "an answer")]
+            mine = conn.execute(text("SELECT custom_id, text FROM answers")).all()
+            assert [tuple(row) for row in mine] == [("t-1-1", "an answer")]
         with engine.connect() as conn, pytest.raises(IntegrityError):  # its rules stand
             conn.execute(
                 text(
@@ -190,6 +199,7 @@ def test_0009_keeps_every_row_and_drops_only_the_item_keys(empty_store_url: str)
         with engine.connect() as conn:
             assert conn.execute(text("SELECT count(*) FROM results")).scalar_one() == 1
             assert conn.execute(text("SELECT count(*) FROM final_results")).scalar_one() == 1
+            assert conn.execute(text("SELECT count(*) FROM answers")).scalar_one() == 1
 
         upgrade(engine)  # the keys the way back made carry the names 0009 drops
         assert _item_keys(engine) == {"batch_requests": {"batches"}, "results": {"batches"}}
