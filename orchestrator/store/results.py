@@ -42,7 +42,11 @@ from orchestrator.store.records import (
     Route,
     RouteTable,
 )
-from orchestrator.store.result_writer import ResultWriter, route_custom_ids_in
+from orchestrator.store.result_writer import (
+    ResultWriter,
+    route_custom_ids_in,
+    succeeded_answers_resolved,
+)
 from orchestrator.store.tables import Batch, BatchRequest, Item, Meta, Quarantine, Result
 
 _ITEMS: Table = Item.__table__  # type: ignore[assignment]
@@ -251,9 +255,12 @@ class ResultOps(StoreBase):
         result on any attempt, canceled job or not (succeeded, its result final, no
         error). Most of a batch is this, and Python need not see it. False if the
         lease was lost. A large write: its commit leaves the copy of SQLite's log to a
-        thread (``_bulk_tx``)."""
+        thread (``_bulk_tx``).
+
+        On PostgreSQL the download's writer has resolved most of them already, each
+        transaction the answers it stored (:class:`ResultWriter`); this resolves what
+        is left (answers stored otherwise, or by an older version)."""
         batch_id = lease.row_id
-        results = _RESULTS
         with self._bulk_tx() as s:
             requests = s.execute(
                 select(Batch.request_count).where(held(Batch, lease))
@@ -270,24 +277,7 @@ class ResultOps(StoreBase):
                 # answers) would cost as much again to sample, for statistics nothing
                 # here reads (the other columns keep theirs until autovacuum's ANALYZE).
                 s.execute(text(ANALYZE_BEFORE_RESOLVE))
-            s.connection().execute(
-                _ITEMS.update()
-                .where(
-                    results.c.batch_id == batch_id,
-                    results.c.result_type == ResultType.SUCCEEDED,
-                    results.c.output_error.is_(None),
-                    _ITEMS.c.id == results.c.item_id,
-                    _ITEMS.c.batch_id == batch_id,
-                    _ITEMS.c.status == ItemStatus.QUEUED,
-                )
-                .values(
-                    status=ItemStatus.SUCCEEDED,
-                    final_result_id=results.c.id,
-                    error_type=None,
-                    error_message=None,
-                    updated_at=now,
-                )
-            )
+            s.connection().execute(succeeded_answers_resolved(batch_id, now))
             return True
 
     def unresolved_refs(self, batch_id: int, after: str, limit: int) -> list[RequestRef]:

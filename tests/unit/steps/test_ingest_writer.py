@@ -4,6 +4,7 @@ thread (``_ReadAhead``): fewer commits, the same guarantees as one transaction a
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -12,10 +13,25 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from orchestrator.api.jsonl import ReadAhead
-from orchestrator.domain.states import BatchStatus, ResultType
+from orchestrator.domain.states import BatchStatus, ItemStatus, ResultType
 from orchestrator.store.queries import Store
-from orchestrator.store.records import QuarantineLine, ResultValues, Route
-from tests.unit.store.helpers import TTL, at, count_rows, ended_batch, make_job
+from orchestrator.store.records import (
+    QuarantineLine,
+    RequestRef,
+    ResultRow,
+    ResultValues,
+    Route,
+)
+from orchestrator.store.result_writer import _Resolver
+from tests.unit.store.helpers import (
+    TTL,
+    at,
+    count_rows,
+    ended_batch,
+    item_statuses,
+    make_job,
+    result_row,
+)
 
 
 def _row(batch_id: int, item_id: int, custom: str) -> ResultValues:
@@ -138,6 +154,66 @@ def test_a_writer_leaves_the_store_checkpointing_as_before(store: Store, store_u
         for conn in idle:
             conn.close()
     assert settings == {1000}  # SQLite's default, on every connection of the pool
+
+
+def _answer(batch_id: int, ref: RequestRef, output_error: str | None = None) -> ResultRow:
+    row = result_row(batch_id, ref, ResultType.SUCCEEDED)
+    return dataclasses.replace(row, output_error=output_error)
+
+
+def test_on_postgresql_committed_answers_are_resolved_while_the_download_goes_on(
+    store: Store, store_url: str
+) -> None:
+    """On PostgreSQL a thread of the writer's resolves the items whose succeeded
+    answers each commit stored, as ``resolve_succeeded`` would, and is gone once the
+    writer is; on SQLite they wait for it. Either way ``resolve_succeeded`` leaves
+    every item as it always did."""
+    on_postgresql = store_url.startswith("postgresql")
+    job = make_job(store, 4)
+    ended = ended_batch(store, job.id)  # no line stored yet
+    answered, invalid, expired, last = ended.refs
+    with store.result_writer(ended.lease) as writer:
+        rows = [
+            _answer(ended.batch_id, answered),
+            _answer(ended.batch_id, invalid, output_error="not valid JSON"),
+            _row(ended.batch_id, expired.item_id, expired.custom_id),
+        ]
+        assert writer.store(rows, [])
+        assert writer.commit(at(610), TTL)
+    # An answer stored otherwise (no writer): left to resolve_succeeded.
+    assert store.upsert_results(ended.lease, [_answer(ended.batch_id, last)], [])
+
+    assert not [t for t in threading.enumerate() if t.name == "resolve-answers"]
+    statuses = item_statuses(store, job.id)
+    queued, succeeded = ItemStatus.QUEUED, ItemStatus.SUCCEEDED
+    assert statuses[answered.item_id] is (succeeded if on_postgresql else queued)
+    assert [statuses[r.item_id] for r in (invalid, expired, last)] == [queued] * 3
+    answers = {row["item_id"]: row["text"] for row in store.final_results(job.id)}
+    text = f"answer to {answered.custom_id}"
+    assert answers[answered.item_id] == (text if on_postgresql else None)
+
+    assert store.resolve_succeeded(ended.lease, at(620))
+    statuses = item_statuses(store, job.id)
+    assert [statuses[r.item_id] for r in ended.refs] == [succeeded, queued, queued, succeeded]
+
+
+def test_the_resolving_thread_touches_nothing_once_the_lease_is_lost(
+    store: Store, store_url: str
+) -> None:
+    if not store_url.startswith("postgresql"):
+        pytest.skip("the thread resolves on PostgreSQL only")
+    job = make_job(store, 1)
+    ended = ended_batch(store, job.id)
+    [ref] = ended.refs
+    with store.result_writer(ended.lease) as writer:
+        assert writer.store([_answer(ended.batch_id, ref)], [])
+        writer.finish()  # committed, nothing asked of the thread
+    taken_over = dataclasses.replace(ended.lease, version=ended.lease.version + 1)
+    resolver = _Resolver(store, taken_over)
+    resolver.request(0, at(610))
+    resolver.close()
+
+    assert item_statuses(store, job.id)[ref.item_id] is ItemStatus.QUEUED
 
 
 # -- the reader thread ------------------------------------------------------------------
