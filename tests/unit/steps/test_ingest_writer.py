@@ -173,7 +173,7 @@ def test_on_postgresql_committed_answers_are_resolved_while_the_download_goes_on
     ended = ended_batch(store, job.id)  # no line stored yet
     answered, invalid, expired, last = ended.refs
     with store.result_writer(ended.lease) as writer:
-        rows = [
+        rows: list[ResultRow | ResultValues] = [
             _answer(ended.batch_id, answered),
             _answer(ended.batch_id, invalid, output_error="not valid JSON"),
             _row(ended.batch_id, expired.item_id, expired.custom_id),
