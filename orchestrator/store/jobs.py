@@ -22,8 +22,8 @@ from orchestrator.domain.planning import (
 )
 from orchestrator.domain.states import (
     CREATE_IN_FLIGHT,
+    OPEN_ITEM_STATUSES,
     OPEN_REMOTE_BATCH_STATUSES,
-    TERMINAL_ITEM_STATUSES,
     BatchStatus,
     ItemStatus,
     JobStatus,
@@ -172,14 +172,18 @@ class JobOps(StoreBase):
             return list(s.execute(query).scalars())
 
     def finish_job_if_done(self, job_id: int, now: datetime) -> bool:
-        """Mark an active job done once no item is left that is not terminal."""
+        """Mark an active job done once no item is left that is not terminal.
+
+        Asked after every cycle of ``run``: whether one open item exists, not how many
+        (a count reads every item of the job, 10-50 ms a 100,000 on PostgreSQL, dozens
+        of times a run). The ``(job_id, status)`` index finds the first one, if any."""
         with self._tx() as s:
-            open_items = s.execute(
-                select(func.count())
-                .select_from(Item)
-                .where(Item.job_id == job_id, Item.status.not_in(TERMINAL_ITEM_STATUSES))
-            ).scalar_one()
-            if open_items:
+            open_item = s.execute(
+                select(Item.id)
+                .where(Item.job_id == job_id, Item.status.in_(sorted(OPEN_ITEM_STATUSES)))
+                .limit(1)
+            ).first()
+            if open_item is not None:
                 return False
             done = s.execute(
                 update(Job)
