@@ -11,7 +11,7 @@ from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, TypeVar
 
-from sqlalchemy import Connection, Engine, Table, Update, func, select, update
+from sqlalchemy import Connection, Engine, Table, Update, func, select, text, update
 from sqlalchemy.orm import Session
 
 from orchestrator.domain.states import ItemStatus, ResultType
@@ -27,6 +27,13 @@ T = TypeVar("T")
 log = logging.getLogger(__name__)
 _REQUESTS = BatchRequest.__table__
 _ITEMS: Table = Item.__table__  # type: ignore[assignment]
+#: The longest a pass of :class:`_Resolver` may run (milliseconds) before it is stopped.
+RESOLVE_PASS_TIMEOUT_MS = 30_000
+#: What :class:`_Resolver` samples before its first pass: the columns its join reads.
+_ANALYZE_BEFORE_PASSES = (
+    "ANALYZE results (id, batch_id, item_id, result_type, output_error), "
+    "items (id, batch_id, status)"
+)
 _RESULTS: Table = Result.__table__  # type: ignore[assignment]
 
 
@@ -295,6 +302,7 @@ class _Resolver:
         #: The oldest watermark asked for and the latest time, not yet resolved.
         self._wanted: tuple[int, datetime] | None = None
         self._closed = False
+        self._sampled = False
         self._thread = threading.Thread(target=self._run, name="resolve-answers", daemon=True)
         self._thread.start()
 
@@ -328,15 +336,37 @@ class _Resolver:
                     return  # closed, nothing asked for
                 if not self._resolve(*wanted):
                     return
-        except Exception:  # the ingest goes on; resolve_succeeded does the rest
-            log.debug("resolving answers failed; the ingest's last step does it", exc_info=True)
+        except Exception as exc:  # the ingest goes on; resolve_succeeded does the rest
+            log.warning(
+                "batch %s: resolving its answers during the download failed (%s); the "
+                "ingest resolves them once the download is over",
+                self._lease.row_id,
+                exc,
+            )
 
     def _resolve(self, stored_after: int, now: datetime) -> bool:
-        """One pass; False if the lease was lost."""
+        """One pass; False if the lease was lost.
+
+        The join's plan must not rest on statistics older than the batch: taking the
+        batch's items for a handful (sampled before the batch was planned) and its
+        results for a table sampled empty, PostgreSQL joined them by reading every
+        result again for each item, and a pass over 100,000 items ran for minutes.
+        So the first pass samples the columns the join reads (``ANALYZE`` reads a
+        fixed sample, a fraction of a second however large the tables), and no pass
+        may read a whole table for this slice of one batch (``enable_seqscan``, for
+        this transaction only). Should a plan go wrong all the same, the pass is
+        stopped after ``RESOLVE_PASS_TIMEOUT_MS`` (a pass of 20,000 answers takes
+        about half a second) and the thread with it: the ingest's last step does the
+        rest, instead of the ingest waiting for the pass."""
         lease = self._lease
         with self._store._tx() as s:
             if not s.execute(select(Batch.id).where(held(Batch, lease))).first():
                 return False
+            if not self._sampled:
+                s.execute(text(_ANALYZE_BEFORE_PASSES))
+                self._sampled = True
+            s.execute(text("SET LOCAL enable_seqscan = off"))
+            s.execute(text(f"SET LOCAL statement_timeout = {RESOLVE_PASS_TIMEOUT_MS}"))
             s.connection().execute(succeeded_answers_resolved(lease.row_id, now, stored_after))
         return True
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,6 +15,7 @@ from sqlalchemy import create_engine, text
 
 from orchestrator.api.jsonl import ReadAhead
 from orchestrator.domain.states import BatchStatus, ItemStatus, ResultType
+from orchestrator.store import result_writer
 from orchestrator.store.queries import Store
 from orchestrator.store.records import (
     QuarantineLine,
@@ -214,6 +216,31 @@ def test_the_resolving_thread_touches_nothing_once_the_lease_is_lost(
     resolver.close()
 
     assert item_statuses(store, job.id)[ref.item_id] is ItemStatus.QUEUED
+
+
+def test_a_pass_that_runs_too_long_is_stopped_and_left_to_the_last_step(
+    store: Store, store_url: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A pass whose plan went wrong holds the ingest up no longer than the timeout."""
+    if not store_url.startswith("postgresql"):
+        pytest.skip("the thread resolves on PostgreSQL only")
+    monkeypatch.setattr(result_writer, "RESOLVE_PASS_TIMEOUT_MS", 200)
+    monkeypatch.setattr(
+        result_writer, "succeeded_answers_resolved", lambda *_args: text("SELECT pg_sleep(30)")
+    )
+    job = make_job(store, 1)
+    ended = ended_batch(store, job.id)
+    [ref] = ended.refs
+    started = time.monotonic()
+    with store.result_writer(ended.lease) as writer:
+        assert writer.store([_answer(ended.batch_id, ref)], [])
+        assert writer.commit(at(610), TTL)
+
+    assert time.monotonic() - started < 10
+    assert item_statuses(store, job.id)[ref.item_id] is ItemStatus.QUEUED
+    assert "statement timeout" in caplog.text
+    assert store.resolve_succeeded(ended.lease, at(620))
+    assert item_statuses(store, job.id)[ref.item_id] is ItemStatus.SUCCEEDED
 
 
 # -- the reader thread ------------------------------------------------------------------
