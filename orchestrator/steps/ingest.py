@@ -12,7 +12,9 @@
   (retried like expired ones) and the shortfall is noted on the batch.
 * Results are not in request order (§5.2): everything is matched by custom_id.
 * Items are resolved once the batch is read: succeeded answers in one statement,
-  every other request through ``resolve``, page by page.
+  every other request through ``resolve``, page by page. On PostgreSQL the result
+  writer has resolved most succeeded answers already, each committed transaction's
+  on a thread of its own while the download goes on (``store/result_writer.py``).
 """
 
 from __future__ import annotations
