@@ -49,12 +49,36 @@ Choices for the doc's open questions (§12) and other simplifications:
 
 from __future__ import annotations
 
-from .app import create_app
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from .clock import Clock, ManualClock, RealClock
 from .config import SimulatorConfig
 from .ledger import Ledger, LedgerBatch, ServedLine
-from .server import SimulatorServer, serve
-from .state import SimulatorState
+
+if TYPE_CHECKING:
+    from .app import create_app
+    from .server import SimulatorServer, serve
+    from .state import SimulatorState
+
+#: Loaded on first use: the web server and its app (starlette, uvicorn) cost every
+#: command of the CLI, which registers ``simulate``, some 50 ms to import.
+_LAZY = {
+    "create_app": ".app",
+    "SimulatorServer": ".server",
+    "serve": ".server",
+    "SimulatorState": ".state",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "Clock",

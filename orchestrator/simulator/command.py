@@ -8,18 +8,26 @@ from __future__ import annotations
 
 import errno
 import ipaddress
+from collections.abc import Callable
 from typing import Annotated
 
 import typer
 
 from .config import SimulatorConfig
-from .server import serve
 
 _ENV = "ORCHESTRATOR_SIM_"
 
 
 def _opt(name: str, help_text: str) -> typer.models.OptionInfo:
     return typer.Option(envvar=_ENV + name.upper(), help=help_text)  # type: ignore[no-any-return]
+
+
+def serve(config: SimulatorConfig, host: str, port: int, on_ready: Callable[[str], None]) -> None:
+    """``server.serve``, imported when called: the web server (starlette, uvicorn)
+    would cost every command of the CLI, which registers ``simulate``, some 50 ms."""
+    from .server import serve as serve_forever
+
+    serve_forever(config, host, port, on_ready=on_ready)
 
 
 def is_loopback(host: str) -> bool:
