@@ -69,7 +69,7 @@ class ResultWriter:
     one. On SQLite the batch is resolved in one statement at the end: there is one
     writer at a time, and lines come in random order, so each transaction's share
     touches nearly every page of ``items`` and its indexes (five shares of a
-    100,000-item batch cost 2.7x the one statement).
+    100,000-item batch cost more than twice the one statement).
     """
 
     def __init__(self, store: ResultOps, lease: Lease) -> None:
@@ -347,17 +347,17 @@ class _Resolver:
     def _resolve(self, stored_after: int, now: datetime) -> bool:
         """One pass; False if the lease was lost.
 
-        The join's plan must not rest on statistics older than the batch: taking the
-        batch's items for a handful (sampled before the batch was planned) and its
-        results for a table sampled empty, PostgreSQL joined them by reading every
-        result again for each item, and a pass over 100,000 items ran for minutes.
-        So the first pass samples the columns the join reads (``ANALYZE`` reads a
-        fixed sample, a fraction of a second however large the tables), and no pass
-        may read a whole table for this slice of one batch (``enable_seqscan``, for
-        this transaction only). Should a plan go wrong all the same, the pass is
-        stopped after ``RESOLVE_PASS_TIMEOUT_MS`` (a pass of 20,000 answers takes
-        about half a second) and the thread with it: the ingest's last step does the
-        rest, instead of the ingest waiting for the pass."""
+        The join's plan must not rest on statistics older than the batch: with its
+        items sampled before they were planned into it (the planner then takes them
+        for a handful of rows), one pass over 100,000 items ran for ten minutes in a
+        benchmark. So the first pass samples the columns the join reads (``ANALYZE``
+        reads a fixed sample, a fraction of a second however large the tables), and
+        no pass may read a whole table for this slice of one batch
+        (``enable_seqscan``, for this transaction only). Should a plan go wrong all
+        the same, the pass is stopped after ``RESOLVE_PASS_TIMEOUT_MS`` (a pass of
+        20,000 answers takes about half a second) and the thread with it: the
+        ingest's last step does the rest, instead of the ingest waiting for the
+        pass."""
         lease = self._lease
         with self._store._tx() as s:
             if not s.execute(select(Batch.id).where(held(Batch, lease))).first():
