@@ -228,7 +228,26 @@ class ResultWriter:
             tx.__exit__(type(exc) if exc else None, exc, exc.__traceback__ if exc else None)
 
 
-class _Checkpointer:
+class _Worker:
+    """A thread of the writer's that sleeps until it is asked for work or closed
+    (``_wake``); what closing waits for is each ``_run``'s to say."""
+
+    def __init__(self, name: str) -> None:
+        self._wake = threading.Condition()
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+    def close(self) -> None:
+        with self._wake:
+            self._closed = True
+            self._wake.notify()
+        self._thread.join()
+
+    def _run(self) -> None:
+        raise NotImplementedError
+
+
+class _Checkpointer(_Worker):
     """Copies an SQLite store's committed write-ahead log into its database file
     (``PRAGMA wal_checkpoint(PASSIVE)``) on a thread of its own, when asked.
 
@@ -241,11 +260,9 @@ class _Checkpointer:
     """
 
     def __init__(self, engine: Engine) -> None:
+        super().__init__("wal-checkpoint")
         self._engine = engine
-        self._wake = threading.Condition()
         self._wanted = False
-        self._closed = False
-        self._thread = threading.Thread(target=self._run, name="wal-checkpoint", daemon=True)
         self._thread.start()
 
     def request(self) -> None:
@@ -256,10 +273,7 @@ class _Checkpointer:
 
     def close(self) -> None:
         """Stop after the pass under way, if any."""
-        with self._wake:
-            self._closed = True
-            self._wake.notify()
-        self._thread.join()
+        super().close()
 
     def _run(self) -> None:
         try:
@@ -281,7 +295,7 @@ class _Checkpointer:
             raw.close()
 
 
-class _Resolver:
+class _Resolver(_Worker):
     """Resolves, on a thread of its own, the items whose succeeded answers a
     PostgreSQL writer has committed (``succeeded_answers_resolved``), each pass in a
     transaction of its own that first checks the lease.
@@ -296,14 +310,12 @@ class _Resolver:
     """
 
     def __init__(self, store: ResultOps, lease: Lease) -> None:
+        super().__init__("resolve-answers")
         self._store = store
         self._lease = lease
-        self._wake = threading.Condition()
         #: The oldest watermark asked for and the latest time, not yet resolved.
         self._wanted: tuple[int, datetime] | None = None
-        self._closed = False
         self._sampled = False
-        self._thread = threading.Thread(target=self._run, name="resolve-answers", daemon=True)
         self._thread.start()
 
     def request(self, stored_after: int, now: datetime) -> None:
@@ -321,10 +333,7 @@ class _Resolver:
 
     def close(self) -> None:
         """Make the pass asked for, if any, then stop."""
-        with self._wake:
-            self._closed = True
-            self._wake.notify()
-        self._thread.join()
+        super().close()
 
     def _run(self) -> None:
         try:
