@@ -84,6 +84,11 @@ RUN_KILLS = (
     RANDOM,
 )
 DAEMON_KILLS = (CREATE_LANDED, RANDOM, RESULTS_STORED, UNKNOWN_ROW)
+#: Batches of the `run` kill test take 8 s, so the job outlasts ten kills. A kill comes
+#: every 1.5-3 s; the job makes at least three rounds of batches (the first, then retries
+#: of errored and expired requests, then retries of those). At 1 s a fast run ended by
+#: itself after nine kills in 17 s; at 8 s probes made 21 kills before the job ended.
+RUN_PROCESSING_S = 8.0
 #: The daemon resumes faster than `run` (no spec to read again): batches that take 2 s
 #: keep its job going through ten kills.
 DAEMON_PROCESSING_S = 2.0
@@ -127,7 +132,7 @@ def test_run_killed_ten_times_loses_nothing_and_sends_nothing_twice(tmp_path: Pa
     # An uninterrupted run of the same job, for the time it takes.
     clean_root = tmp_path / "clean"
     clean_root.mkdir()
-    with SimulatorServer(_faulty_config(SIM_SEED, 1.0)) as sim:
+    with SimulatorServer(_faulty_config(SIM_SEED, RUN_PROCESSING_S)) as sim:
         clean_db = clean_root / "store.db"
         spec = write_job(clean_root, "kill", KILL_ITEMS, max_requests=KILL_MAX_REQUESTS)
         started = time.monotonic()
@@ -138,7 +143,7 @@ def test_run_killed_ten_times_loses_nothing_and_sends_nothing_twice(tmp_path: Pa
     root = tmp_path / "killed"
     root.mkdir()
     procs = Procs(root)
-    with SimulatorServer(_faulty_config(SIM_SEED, 1.0)) as sim:
+    with SimulatorServer(_faulty_config(SIM_SEED, RUN_PROCESSING_S)) as sim:
         db = root / "store.db"
         spec = write_job(root, "kill", KILL_ITEMS, max_requests=KILL_MAX_REQUESTS)
         env = default_env(sim, db)
