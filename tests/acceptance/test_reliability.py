@@ -59,7 +59,7 @@ def _faulty_config(seed: int, processing_seconds: float) -> SimulatorConfig:
         fault_429_share=0.03,
         fault_500_share=0.03,
         # Every create answered 500 that made nothing holds the job ~15 s (the listing's
-        # settle time) before it is planned again; 5 % keeps the run under a minute.
+        # settle time) before it is planned again; 5 % keeps a run within one or two minutes.
         create_500_share=0.05,
         cut_results_share=0.2,
         expired_share=0.02,
@@ -85,9 +85,10 @@ RUN_KILLS = (
 )
 DAEMON_KILLS = (CREATE_LANDED, RANDOM, RESULTS_STORED, UNKNOWN_ROW)
 #: Batches of the `run` kill test take 8 s, so the job outlasts ten kills. A kill comes
-#: every 1.5-3 s; the job makes at least three rounds of batches (the first, then retries
-#: of errored and expired requests, then retries of those). At 1 s a fast run ended by
-#: itself after nine kills in 17 s; at 8 s probes made 21 kills before the job ended.
+#: every 1.5-3 s, and the job waits for each round of its batches (the first, then the
+#: retries of errored and expired requests, usually their retries too). At 1 s a fast
+#: run ended by itself after nine kills in 17 s; at 8 s a probe that kept killing made
+#: 21 kills before the job ended.
 RUN_PROCESSING_S = 8.0
 #: The daemon resumes faster than `run` (no spec to read again): batches that take 2 s
 #: keep its job going through ten kills.
