@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from orchestrator.api.client import BatchesClient
 from orchestrator.domain.pricing import PriceTable
 from orchestrator.settings import Settings
+from orchestrator.steps.routes import RouteTables
 from orchestrator.store.queries import Store
 
 log = logging.getLogger("orchestrator")
@@ -54,6 +55,9 @@ class StepContext:
     #: Called by the plan step after each batch it commits: wakes a background
     #: submitter (``steps/background.py``), if the cycle has one.
     on_planned: Callable[[], None] = field(default=lambda: None)
+    #: Route tables the submit step reads while a create runs, for the ingest
+    #: (``steps/routes.py``); shared by the copies a background submitter makes.
+    routes: RouteTables = field(default_factory=RouteTables)
 
     @property
     def ttl_s(self) -> float:

@@ -184,8 +184,9 @@ def _download(ctx: StepContext, lease: Lease, batch: BatchRecord) -> None:
     job = ctx.store.job_of_batch(batch.id)
     answers = None if job.output is None else Answers(job.output)
     # The batch's routes, held compactly, let the reader thread route each line too; a
-    # batch whose custom_ids the table can't hold is routed here, a query a chunk.
-    table = ctx.store.batch_routes(batch.id)
+    # batch whose custom_ids the table can't hold is routed here, a query a chunk. The
+    # table was read while the batch's create ran, if this worker made it.
+    table = ctx.routes.take(ctx.store, batch.id, batch.remote_id)
     with (
         ctx.api.results_lines(batch.results_url, betas=job.betas) as lines,
         ctx.store.result_writer(lease) as writer,

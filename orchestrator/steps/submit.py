@@ -100,6 +100,20 @@ def _held_back(ctx: StepContext, lease: Lease, now: datetime) -> str | None:
 def _create(ctx: StepContext, lease: Lease, now: datetime, report: StepReport) -> str:
     if not ctx.store.mark_creating(lease, now, ctx.api.endpoint):
         return "skipped"
+    # The batch's route table is read while the API checks the body: a batch that
+    # ends soon is downloaded without waiting for it (``steps/routes.py``).
+    ctx.routes.read_ahead(ctx.store, lease.row_id)
+    outcome = "interrupted"
+    try:
+        outcome = _send(ctx, lease, now, report)
+    finally:
+        if outcome != "created":
+            ctx.routes.forget(lease.row_id)
+    return outcome
+
+
+def _send(ctx: StepContext, lease: Lease, now: datetime, report: StepReport) -> str:
+    """The create itself, its intent committed: what it made, and how that is recorded."""
     job = ctx.store.job_of_batch(lease.row_id)
     try:
         # The job's own version: its params were validated under that version's rules.
@@ -130,6 +144,9 @@ def _create(ctx: StepContext, lease: Lease, now: datetime, report: StepReport) -
         raise
     if not ctx.store.record_created(lease, remote_state(batch), utcnow()):
         log.warning("batch %s: lost its lease before recording %s", lease.row_id, batch.id)
+        ctx.routes.forget(lease.row_id)
+    else:
+        ctx.routes.created(lease.row_id, batch.id)
     log.info("batch %s: created %s", lease.row_id, batch.id)
     return "created"
 

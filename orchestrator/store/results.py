@@ -114,32 +114,34 @@ class ResultOps(StoreBase):
     def batch_routes(self, batch_id: int) -> RouteTable | None:
         """All of this batch's routes in one pass (pages of ``ROUTE_PAGE_ROWS``), so a
         download needs no query per chunk to route its lines; None when a custom_id of
-        the batch is not ``make_custom_id``'s for this store (route by query then)."""
-        with self._tx() as s:
+        the batch is not ``make_custom_id``'s for this store (route by query then).
+        One read-only transaction (on SQLite it takes no write lock: the submit step
+        reads a table while its create runs, ``steps/routes.py``)."""
+        with self._read() as s:
             tag = s.execute(select(Meta.value).where(Meta.key == "store_tag")).scalar()
-        if tag is None or _custom_id_of(tag, 1, 1) is None:
-            return None
-        items, attempts = array("q"), array("l")
-        after = 0
-        requests = _REQUESTS
-        while True:
-            query = (
-                select(requests.c.item_id, requests.c.attempt, requests.c.custom_id)
-                .where(requests.c.batch_id == batch_id, requests.c.item_id > after)
-                .order_by(requests.c.item_id)
-                .limit(ROUTE_PAGE_ROWS)
-            )
-            with self._tx() as s:
-                page = s.connection().execute(query).all()
-            for item, attempt, custom_id in page:
-                # make_custom_id's, for a tag it takes (checked above), ids from 1 up.
-                if custom_id != f"{tag}-{item}-{attempt}" or item < 1 or attempt < 1:
-                    return None
-                items.append(item)
-                attempts.append(attempt)
-            if len(page) < ROUTE_PAGE_ROWS:
-                return RouteTable(tag, items, attempts)
-            after = page[-1][0]
+            if tag is None or _custom_id_of(tag, 1, 1) is None:
+                return None
+            conn = s.connection()
+            items, attempts = array("q"), array("l")
+            after = 0
+            requests = _REQUESTS
+            while True:
+                query = (
+                    select(requests.c.item_id, requests.c.attempt, requests.c.custom_id)
+                    .where(requests.c.batch_id == batch_id, requests.c.item_id > after)
+                    .order_by(requests.c.item_id)
+                    .limit(ROUTE_PAGE_ROWS)
+                )
+                page = conn.execute(query).all()
+                for item, attempt, custom_id in page:
+                    # make_custom_id's, for a tag it takes (checked above), ids from 1 up.
+                    if custom_id != f"{tag}-{item}-{attempt}" or item < 1 or attempt < 1:
+                        return None
+                    items.append(item)
+                    attempts.append(attempt)
+                if len(page) < ROUTE_PAGE_ROWS:
+                    return RouteTable(tag, items, attempts)
+                after = page[-1][0]
 
     def upsert_results(
         self, lease: Lease, rows: Sequence[ResultRow], quarantine: Sequence[QuarantineLine]
