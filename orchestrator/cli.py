@@ -228,8 +228,9 @@ def _record(
     way it is shown before anything is sent.
     """
     settings, spec = ctx.settings, loaded.spec
-    tally = EstimateTally(loaded, sample=sample)
     count = _token_counter(settings, loaded, ctx.api)
+    # The sample is counted from the moment the last row is read (``sampled``).
+    tally = EstimateTally(loaded, sample=sample, count_ahead=count)
 
     def show_estimate() -> CostEstimate:
         found = tally.finish(prices=ctx.prices, count_tokens=count)
@@ -244,16 +245,20 @@ def _record(
                 f"{found.usd_high:.2f} USD; raise budget_usd or lower max_tokens (nothing sent)"
             )
 
-    job, created = submit_loaded(
-        ctx.store,
-        loaded,
-        utcnow(),
-        ctx.prices,
-        api_version=settings.api_version,
-        tally=tally,
-        before_commit=within_budget if spec.budget_usd is not None else None,
-        plan=plan,
-    )
+    try:
+        job, created = submit_loaded(
+            ctx.store,
+            loaded,
+            utcnow(),
+            ctx.prices,
+            api_version=settings.api_version,
+            tally=tally,
+            before_commit=within_budget if spec.budget_usd is not None else None,
+            plan=plan,
+        )
+    except BaseException:
+        tally.cancel()  # nothing recorded (or Ctrl-C): no more count-tokens calls
+        raise
     if created and spec.budget_usd is None:
         show_estimate()
     return job, created

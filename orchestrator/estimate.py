@@ -21,9 +21,10 @@ from __future__ import annotations
 
 import math
 import random
+import threading
 from array import array
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -115,8 +116,19 @@ class EstimateTally:
     in the number of rows.
     """
 
-    def __init__(self, loaded: LoadedSpec, *, sample: int = DEFAULT_SAMPLE, seed: int = 0) -> None:
+    def __init__(
+        self,
+        loaded: LoadedSpec,
+        *,
+        sample: int = DEFAULT_SAMPLE,
+        seed: int = 0,
+        count_ahead: CountTokens | None = None,
+    ) -> None:
         batching = loaded.spec.batching
+        #: What ``sampled`` counts the sample with, before ``finish`` asks for it.
+        self._count_ahead = count_ahead
+        self._counts: Future[list[int]] | None = None
+        self._stop = threading.Event()
         self._where = display_path(loaded.spec.data_path)
         self._planner = BatchPlanner(batching.max_requests, batching.max_bytes)
         self._approx, self._ceilings, self._models = array("q"), array("q"), array("i")
@@ -151,6 +163,31 @@ class EstimateTally:
             self._picked[slot] = (n, item.params)
         return True
 
+    def sampled(self) -> None:
+        """Every item is added (``run``'s reader thread says so once it has read the
+        last row): with ``count_ahead``, the sample is counted from now on, on threads of
+        its own, while the caller stores its last rows and commits; ``finish`` takes the
+        counts (with the same ``count_tokens``). Up to half a second of a 100,000-row
+        job's recording is left when its last row is read: the counts arrive meanwhile
+        instead of after it. ``cancel`` stops the counting."""
+        if self._count_ahead is None or not self._picked or self._counts is not None:
+            return
+        requests = [params for _, params in self._picked]
+        count, stop = self._count_ahead, self._stop
+
+        def count_unless_stopped(params: Mapping[str, Any]) -> int:
+            if stop.is_set():
+                raise _Canceled("the job was not recorded")
+            return count(params)
+
+        pool = ThreadPoolExecutor(1, "count-ahead")
+        self._counts = pool.submit(_counted, requests, count_unless_stopped)
+        pool.shutdown(wait=False)
+
+    def cancel(self) -> None:
+        """The job is not recorded after all: no count not yet started is sent."""
+        self._stop.set()
+
     def finish(self, *, prices: PriceTable, count_tokens: CountTokens | None) -> CostEstimate:
         """The estimate of every item added: the sample counted with ``count_tokens``
         (None: offline, bytes alone) and extrapolated, priced at batch prices."""
@@ -161,7 +198,10 @@ class EstimateTally:
         because: str | None = "offline: no ANTHROPIC_API_KEY"
         if count_tokens is not None and picked:
             try:
-                found = _counted([params for _, params in picked], count_tokens)
+                if self._counts is not None and count_tokens is self._count_ahead:
+                    found = self._counts.result()  # counted since ``sampled``
+                else:
+                    found = _counted([params for _, params in picked], count_tokens)
                 counts = [(approx[n], c) for (n, _), c in zip(picked, found, strict=True)]
             except OrchestratorError as exc:  # unreachable, refused...: an estimate all the same
                 because = f"the count-tokens endpoint failed: {exc}"
@@ -210,6 +250,10 @@ def _costs(
     tokens = round(approx * scale)
     low = estimate_cost_usd(price, tokens, 0)
     return low, estimate_cost_usd(price, math.ceil(tokens * upper), ceiling)
+
+
+class _Canceled(Exception):
+    """Raised in place of a count the tally was told not to make (``cancel``)."""
 
 
 def _counted(requests: list[dict[str, Any]], count_tokens: CountTokens) -> list[int]:

@@ -204,6 +204,8 @@ def _checked_items(
         else:
             estimate.usd += cost
         yield item
+    if tally is not None and not bad_rows:  # the last row is read: the sample is known
+        tally.sampled()
 
 
 def _upper_cost(prices: PriceTable, model: str, tokens: int, max_tokens: int) -> float | None:

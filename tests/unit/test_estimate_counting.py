@@ -128,3 +128,75 @@ def test_every_item_is_priced_as_before(tmp_path: Path) -> None:
         low += estimate_cost_usd(price, tokens, 0)
         high += estimate_cost_usd(price, math.ceil(tokens), 64)
     assert (found.usd_low, found.usd_high) == (round(low, 6), round(high, 6))
+
+
+class CallCounter(Counter):
+    """A Counter that keeps how many calls it got; with ``gate``, every call first
+    waits for it to be set."""
+
+    def __init__(self, gate: threading.Event | None = None) -> None:
+        super().__init__()
+        self.calls = 0
+        self.gate = gate
+        self._calls_lock = threading.Lock()
+
+    def __call__(self, params: Mapping[str, Any]) -> int:
+        with self._calls_lock:
+            self.calls += 1
+        if self.gate is not None:
+            assert self.gate.wait(10)
+        return super().__call__(params)
+
+
+def _tally_ahead(loaded: LoadedSpec, sample: int, counter: CallCounter) -> EstimateTally:
+    tally = EstimateTally(loaded, sample=sample, seed=3, count_ahead=counter)
+    for item in iter_items(loaded, models=PRICES):
+        assert tally.add(item, BadRows("rows.jsonl"))
+    return tally
+
+
+def test_the_sample_is_counted_from_the_moment_the_last_row_is_read(tmp_path: Path) -> None:
+    """``run`` counts the sample while it stores its last rows: the counts are made
+    before the estimate is asked for, once each, and give the same estimate."""
+    loaded = write_job(tmp_path, 300)
+    counter = CallCounter()
+    tally = _tally_ahead(loaded, 50, counter)
+    assert counter.calls == 0  # nothing is counted while rows are still being read
+    tally.sampled()
+    deadline = time.monotonic() + 10
+    while counter.calls < 50 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert counter.calls == 50  # all made, though finish was not called yet
+
+    found = tally.finish(prices=PRICES, count_tokens=counter)
+
+    assert counter.calls == 50  # finish took them: none made twice
+    assert found == finish(loaded, Counter())
+    assert found.counted == 50
+
+
+def test_a_canceled_tally_makes_no_count_it_had_not_started(tmp_path: Path) -> None:
+    """A job refused or interrupted after its rows were read sends no more counts."""
+    loaded = write_job(tmp_path, 300)
+    gate = threading.Event()
+    counter = CallCounter(gate)
+    tally = _tally_ahead(loaded, 200, counter)
+    tally.sampled()
+    deadline = time.monotonic() + 10
+    while counter.calls < estimate_module.COUNT_WORKERS and time.monotonic() < deadline:
+        time.sleep(0.01)
+    tally.cancel()
+    gate.set()
+    time.sleep(0.3)  # what was still to start would have started by now
+    assert counter.calls == estimate_module.COUNT_WORKERS  # only those already under way
+
+
+def test_without_a_counter_ahead_the_estimate_counts_when_asked(tmp_path: Path) -> None:
+    loaded = write_job(tmp_path, 300)
+    counter = CallCounter()
+    tally = tallied(loaded, 50)
+    tally.sampled()  # no count_ahead: nothing starts
+    time.sleep(0.05)
+    assert counter.calls == 0
+    assert tally.finish(prices=PRICES, count_tokens=counter).counted == 50
+    assert counter.calls == 50
