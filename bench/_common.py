@@ -7,6 +7,7 @@ prints its figures, and ``bench/RESULTS.md`` records them with the command.
 
 from __future__ import annotations
 
+import compileall
 import json
 import os
 import socket
@@ -29,6 +30,17 @@ BENCH_KEY = "sk-bench-not-a-real-key"
 PROMPT = "Review: {text}\nAnswer positive, negative or neutral."
 MODEL = "claude-haiku-4-5"
 MAX_TOKENS = 16
+
+
+def compile_package() -> None:
+    """Write the orchestrator's bytecode (``__pycache__``), as installing the wheel does.
+
+    The children import the package from this checkout; with ``PYTHONDONTWRITEBYTECODE``
+    set (as it is on the development VM) each of them would compile every module again,
+    about 0.1 s a start, while the SDK loop imports the SDK's bytecode from site-packages.
+    """
+    if not compileall.compile_dir(REPO / "orchestrator", quiet=1):
+        raise SystemExit("could not compile the orchestrator package")
 
 
 def free_port() -> int:

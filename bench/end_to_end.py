@@ -1,9 +1,11 @@
 """Benchmark: a whole job through ``orchestrator run`` beside the bare SDK loop.
 
 Both run as child processes against one simulator (its own process, 0.5 s processing),
-alternating A B A B ...; the medians are compared. ``orchestrator run`` records the items,
-plans, creates, polls, ingests and resolves into a fresh store each time; the SDK loop
-(``bench/sdk_loop.py``) creates, polls and iterates the results, storing nothing.
+alternating A B A B ...; the medians are compared. ``orchestrator run`` records the
+items, plans, creates, polls, ingests and resolves into a fresh store each time; the
+SDK loop (``bench/sdk_loop.py``) creates, polls and iterates the results, storing
+nothing. The orchestrator's bytecode is written first (``compile_package``), so both
+import theirs as installed.
 Each round shows the child's wall time and its own CPU time (all its threads): ours
 uses the second core while it records and ingests, so a busy machine slows it more.
 
@@ -26,6 +28,7 @@ from pathlib import Path
 from _common import (
     ChildRun,
     child_env,
+    compile_package,
     median,
     postgres,
     run_child,
@@ -106,6 +109,7 @@ def main() -> None:
         help="the spec's [batching] max_requests (default: the API's 100,000 a batch)",
     )
     args = parser.parse_args()
+    compile_package()  # imported as installed: from bytecode, as the SDK is
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         rows = root / "rows.jsonl"

@@ -28,7 +28,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from _common import child_env, postgres, run_child, simulator, write_rows, write_spec
+from _common import (
+    child_env,
+    compile_package,
+    postgres,
+    run_child,
+    simulator,
+    write_rows,
+    write_spec,
+)
 
 #: Phases of a run, by the function that holds them (inclusive samples).
 PHASES = (
@@ -110,6 +118,7 @@ def main() -> None:
     parser.add_argument("--postgres", action="store_true", help="a throwaway PostgreSQL store")
     parser.add_argument("--keep", type=Path, help="also keep py-spy's raw output here")
     args = parser.parse_args()
+    compile_package()  # the run imports bytecode, as installed: no compiling in the profile
     spy = shutil.which("py-spy", path=str(Path(sys.executable).parent))
     if spy is None:
         raise SystemExit("py-spy is not installed: pip install -e '.[dev]'")
