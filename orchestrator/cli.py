@@ -224,8 +224,10 @@ def _record(
     With ``budget_usd`` the estimate (its sample counted with the count-tokens
     endpoint) is made and checked inside the job's transaction, so a job over budget
     is rolled back: nothing recorded, nothing sent. Without one, it is made once the
-    job is committed, so no write lock is held across the count-tokens calls. Either
-    way it is shown before anything is sent.
+    job is committed, so the write lock is never held waiting for the count-tokens
+    calls. Either way it is shown before anything is sent, and the sample is counted
+    from the moment the last row is read (``EstimateTally.sampled``), while the rows
+    are still being stored: the counts are mostly in by the time they are asked for.
     """
     settings, spec = ctx.settings, loaded.spec
     count = _token_counter(settings, loaded, ctx.api)
