@@ -100,9 +100,6 @@ def _held_back(ctx: StepContext, lease: Lease, now: datetime) -> str | None:
 def _create(ctx: StepContext, lease: Lease, now: datetime, report: StepReport) -> str:
     if not ctx.store.mark_creating(lease, now, ctx.api.endpoint):
         return "skipped"
-    # The batch's route table is read while the API checks the body: a batch that
-    # ends soon is downloaded without waiting for it (``steps/routes.py``).
-    ctx.routes.read_ahead(ctx.store, lease.row_id)
     outcome = "interrupted"
     try:
         outcome = _send(ctx, lease, now, report)
@@ -115,10 +112,21 @@ def _create(ctx: StepContext, lease: Lease, now: datetime, report: StepReport) -
 def _send(ctx: StepContext, lease: Lease, now: datetime, report: StepReport) -> str:
     """The create itself, its intent committed: what it made, and how that is recorded."""
     job = ctx.store.job_of_batch(lease.row_id)
+
+    def read_routes() -> None:
+        # The whole body is out: the batch's route table is read while the API checks
+        # it, so a batch that ends soon is downloaded without waiting for it
+        # (``steps/routes.py``). Not before: a thread reading rows beside the one
+        # streaming the body holds the GIL each time a write of the body gives it up,
+        # and the upload (hence the create) took up to a second longer.
+        ctx.routes.read_ahead(ctx.store, lease.row_id)
+
     try:
         # The job's own version: its params were validated under that version's rules.
         batch = ctx.api.create(
-            lambda: _body_lines(ctx, lease.row_id), betas=job.betas, api_version=job.api_version
+            lambda: _body_lines(ctx, lease.row_id, then=read_routes),
+            betas=job.betas,
+            api_version=job.api_version,
         )
     except AmbiguousCreateError as exc:
         # Answered: whatever the API made exists now, so the listing settles it soon.
@@ -179,6 +187,9 @@ def _defer(ctx: StepContext, lease: Lease, exc: APIError, now: datetime) -> str:
     return UNREACHABLE if unreachable else DEFERRED
 
 
-def _body_lines(ctx: StepContext, batch_id: int) -> Iterator[bytes]:
+def _body_lines(ctx: StepContext, batch_id: int, then: Callable[[], None]) -> Iterator[bytes]:
+    """The batch's request lines, from the store; ``then`` runs once the last one is
+    handed over (each attempt that reads them all)."""
     for custom_id, params_json in ctx.store.request_rows(batch_id):
         yield request_bytes(custom_id, params_json)
+    then()
