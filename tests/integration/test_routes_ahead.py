@@ -63,25 +63,21 @@ def test_the_download_uses_the_table_read_while_the_create_ran(
         assert len(ctx.routes) == 0
 
 
-def test_a_refused_create_keeps_no_table(
-    make_ctx: MakeCtx, sim: SimulatorServer, tmp_path: Path
+@pytest.mark.parametrize(
+    ("status", "outcome"),
+    [
+        (529, "deferred"),  # refused before processing: planned again
+        (500, "unknown"),  # the body may have been processed
+    ],
+)
+def test_a_create_not_known_made_keeps_no_table(
+    make_ctx: MakeCtx, sim: SimulatorServer, tmp_path: Path, status: int, outcome: str
 ) -> None:
     with make_ctx(max_retries=0) as ctx:
-        new_job(ctx, write_job(tmp_path, "refused", 5))
+        new_job(ctx, write_job(tmp_path, outcome, 5))
         plan(ctx, utcnow())
-        sim.state.faults.inject(529)  # refused before processing: planned again
-        assert submit(ctx, utcnow()).details == {"deferred": 1}
-        assert len(ctx.routes) == 0
-
-
-def test_a_create_of_unknown_outcome_keeps_no_table(
-    make_ctx: MakeCtx, sim: SimulatorServer, tmp_path: Path
-) -> None:
-    with make_ctx(max_retries=0) as ctx:
-        new_job(ctx, write_job(tmp_path, "unknown", 5))
-        plan(ctx, utcnow())
-        sim.state.faults.inject(500)  # the body may have been processed
-        assert submit(ctx, utcnow()).details == {"unknown": 1}
+        sim.state.faults.inject(status)
+        assert submit(ctx, utcnow()).details == {outcome: 1}
         assert len(ctx.routes) == 0
 
 
