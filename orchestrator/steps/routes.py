@@ -67,7 +67,7 @@ class RouteTables:
         self._readings: OrderedDict[int, _Reading] = OrderedDict()
 
     def read_ahead(self, store: Store, batch_id: int) -> None:
-        """Start reading ``batch_id``'s table (its create is about to be sent)."""
+        """Start reading ``batch_id``'s table (its create's body has been handed over)."""
         reading = _Reading(store, batch_id)
         with self._lock:
             self._readings[batch_id] = reading
