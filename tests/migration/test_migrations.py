@@ -11,6 +11,7 @@ from sqlalchemy.exc import IntegrityError
 
 from orchestrator.errors import StoreNotAtHeadError
 from orchestrator.store.engine import (
+    SCHEMA_HEAD,
     alembic_config,
     current_revision,
     downgrade,
@@ -27,6 +28,38 @@ TABLES = {"jobs", "items", "batches", "batch_requests", "results", "quarantine"}
 def test_single_head() -> None:
     heads = ScriptDirectory.from_config(alembic_config()).get_heads()
     assert len(heads) == 1
+
+
+def test_schema_head_is_the_scripts() -> None:
+    """A new migration moves ``SCHEMA_HEAD`` with it: stores are checked against the
+    constant (without importing Alembic), and a store migrated to the new head must
+    not be refused as behind, nor an old one let through."""
+    assert head_revision() == SCHEMA_HEAD
+
+
+def test_current_revision_is_alembics(empty_store_url: str) -> None:
+    engine = make_engine(empty_store_url)
+    try:
+        for revision in ("0003", "head"):
+            upgrade(engine, revision)
+            with engine.connect() as conn:
+                alembic_reads = MigrationContext.configure(conn).get_current_revision()
+            assert current_revision(engine) == alembic_reads
+        assert current_revision(engine) == SCHEMA_HEAD
+    finally:
+        engine.dispose()
+
+
+def test_a_store_with_two_revisions_is_refused(empty_store_url: str) -> None:
+    engine = make_engine(empty_store_url)
+    try:
+        upgrade(engine)
+        with engine.begin() as conn:
+            conn.execute(text("INSERT INTO alembic_version (version_num) VALUES ('0005')"))
+        with pytest.raises(StoreNotAtHeadError, match="records 2 schema revisions"):
+            require_head(engine)
+    finally:
+        engine.dispose()
 
 
 def test_upgrade_from_empty_creates_tables_and_view(empty_store_url: str) -> None:
@@ -101,6 +134,9 @@ def test_store_not_at_head_is_refused_with_the_fix(empty_store_url: str) -> None
     engine = make_engine(empty_store_url)
     try:
         with pytest.raises(StoreNotAtHeadError, match="orchestrator db upgrade"):
+            require_head(engine)
+        upgrade(engine, "0008")
+        with pytest.raises(StoreNotAtHeadError, match="at revision 0008, this version needs"):
             require_head(engine)
         upgrade(engine)
         require_head(engine)
