@@ -231,7 +231,6 @@ def _record(
     """
     settings, spec = ctx.settings, loaded.spec
     count = _token_counter(settings, loaded, ctx.api)
-    # The sample is counted from the moment the last row is read (``sampled``).
     tally = EstimateTally(loaded, sample=sample, count_ahead=count)
 
     def show_estimate() -> CostEstimate:

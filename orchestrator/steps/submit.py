@@ -114,11 +114,8 @@ def _send(ctx: StepContext, lease: Lease, now: datetime, report: StepReport) -> 
     job = ctx.store.job_of_batch(lease.row_id)
 
     def read_routes() -> None:
-        # The whole body is out: the batch's route table is read while the API checks
-        # it, so a batch that ends soon is downloaded without waiting for it
-        # (``steps/routes.py``). Not before: a thread reading rows beside the one
-        # streaming the body holds the GIL each time a write of the body gives it up,
-        # and the upload (hence the create) took up to a second longer.
+        # The whole body is out: the route table is read while the API checks it, not
+        # sooner (it would slow the upload; ``steps/routes.py`` says why).
         ctx.routes.read_ahead(ctx.store, lease.row_id)
 
     try:

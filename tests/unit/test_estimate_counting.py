@@ -192,11 +192,19 @@ def test_a_canceled_tally_makes_no_count_it_had_not_started(tmp_path: Path) -> N
 
 
 def test_without_a_counter_ahead_the_estimate_counts_when_asked(tmp_path: Path) -> None:
+    """No ``count_ahead``: ``sampled`` starts nothing, and ``finish`` counts the sample
+    with the counter it is given. Given another counter than the one ahead, it counts
+    with that one, as it was asked (``estimate`` and ``run`` pass the same)."""
     loaded = write_job(tmp_path, 300)
     counter = CallCounter()
     tally = tallied(loaded, 50)
-    tally.sampled()  # no count_ahead: nothing starts
-    time.sleep(0.05)
-    assert counter.calls == 0
+    tally.sampled()
     assert tally.finish(prices=PRICES, count_tokens=counter).counted == 50
     assert counter.calls == 50
+
+    ahead, asked = CallCounter(), CallCounter()
+    tally = _tally_ahead(loaded, 50, ahead)
+    tally.sampled()
+    found = tally.finish(prices=PRICES, count_tokens=asked)
+    assert asked.calls == 50
+    assert found == finish(loaded, Counter())
