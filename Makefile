@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test guard reliability lint typecheck unit bench clean wheel-check
+.PHONY: demo test guard reliability lint typecheck unit bench clean wheel-check sqlite-head
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -48,7 +48,7 @@ typecheck: $(STAMP)
 ## a stray top-level package, a setuptools deprecation warning, or a demo job not done.
 ## Leaves nothing behind (temp dir removed); does not touch .venv.
 WHEEL_CHECK_FILES := orchestrator/migrations/env.py orchestrator/migrations/script.py.mako \
-	orchestrator/migrations/versions/0001_initial_schema.py \
+	orchestrator/migrations/versions/0001_initial_schema.py orchestrator/store/sqlite_head.sql \
 	orchestrator/jobs/review-sentiment/spec.toml orchestrator/jobs/review-sentiment/reviews.jsonl \
 	orchestrator/jobs/review-labels/spec.toml orchestrator/jobs/review-labels/reviews.csv \
 	orchestrator/jobs/review-labels/label.schema.json
@@ -94,6 +94,11 @@ wheel-check:
 	grep -E 'job review-labels \(id [0-9]+\): done' "$$tmp/demo.log" \
 		|| { cat "$$tmp/demo.log"; echo "wheel-check: the demo job is not done"; exit 1; }; \
 	echo "wheel-check: ok in $$(( $$(date +%s) - start ))s"
+
+## After a new migration: write orchestrator/store/sqlite_head.sql again, the schema a new
+## SQLite store is made from (the migrations run on an empty file, their result dumped).
+sqlite-head: $(STAMP)
+	PYTHONHASHSEED=0 $(BIN)/python -m orchestrator.store.bootstrap
 
 ## Benchmarks (not part of `make test`); recorded results in bench/RESULTS-*.md.
 bench: $(STAMP)

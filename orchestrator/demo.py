@@ -21,6 +21,7 @@ from orchestrator.settings import load_settings
 from orchestrator.simulator import SimulatorConfig, SimulatorServer
 from orchestrator.steps.context import utcnow
 from orchestrator.steps.jobs import submit_spec
+from orchestrator.store.bootstrap import create_if_new
 from orchestrator.store.engine import make_engine, upgrade
 
 #: jobs/ of the repository, shipped in the package as orchestrator.jobs.
@@ -32,9 +33,10 @@ DEMO_KEY = "sk-demo-simulator"  # the simulator accepts any key; nothing leaves 
 
 def run_demo(console: Console, db: Path, processing_seconds: float) -> None:
     url = f"sqlite:///{db.resolve()}"
-    engine = make_engine(url)
-    upgrade(engine)
-    engine.dispose()
+    if create_if_new(url) is None:  # a demo store made before: brought to the head
+        engine = make_engine(url)
+        upgrade(engine)
+        engine.dispose()
     config = SimulatorConfig(
         processing_seconds=processing_seconds,
         errored_share={"invalid_request_error": 0.01, "overloaded_error": 0.02},

@@ -1,0 +1,165 @@
+"""A new SQLite store is made from ``orchestrator/store/sqlite_head.sql`` (the first
+``run`` skips replaying the migrations): it must be exactly the store they make."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, inspect, text
+
+from orchestrator.store.bootstrap import (
+    HEAD_SQL,
+    create_if_new,
+    head_statements,
+    split_statements,
+)
+from orchestrator.store.engine import SCHEMA_HEAD, downgrade, make_engine, upgrade
+from orchestrator.store.queries import Store
+
+#: PRAGMAs a migration could set in the file itself, outside ``sqlite_master``.
+_FILE_PRAGMAS = ("user_version", "application_id", "auto_vacuum", "page_size", "encoding")
+
+
+def _schema(engine: Engine) -> dict[str, object]:
+    """Everything a store's schema is, as SQLAlchemy reads it back: each table's columns
+    in order (type, nullability, default), keys, constraints by name, indexes; each
+    view's statement; the file's settings. (Not the statements' text: a migration that
+    rebuilds a SQLite table writes its CHECK constraints in a set's order.)"""
+    inspector = inspect(engine)
+    described: dict[str, object] = {}
+    for table in inspector.get_table_names():
+        columns = [
+            (c["name"], str(c["type"]), c["nullable"], c.get("default"))
+            for c in inspector.get_columns(table)
+        ]
+        checks = {str(c["name"]): c["sqltext"] for c in inspector.get_check_constraints(table)}
+        uniques = {
+            str(u["name"]): u["column_names"] for u in inspector.get_unique_constraints(table)
+        }
+        keys = sorted(
+            (str(f["name"]), f["constrained_columns"], f["referred_table"], f["options"])
+            for f in inspector.get_foreign_keys(table)
+        )
+        indexes = sorted(
+            (str(i["name"]), i["column_names"], i.get("expressions"), i["unique"])
+            for i in inspector.get_indexes(table)
+        )
+        primary = inspector.get_pk_constraint(table)
+        described[table] = (columns, primary, checks, uniques, keys, indexes)
+    with engine.connect() as conn:
+        for name in inspector.get_view_names():
+            described[f"view {name}"] = inspector.get_view_definition(name)
+        for pragma in _FILE_PRAGMAS:
+            described[f"PRAGMA {pragma}"] = conn.exec_driver_sql(f"PRAGMA {pragma}").scalar()
+        described["revision"] = conn.execute(text("SELECT version_num FROM alembic_version")).all()
+    return described
+
+
+def _migrated(path: Path) -> dict[str, object]:
+    engine = make_engine(f"sqlite:///{path}")
+    try:
+        upgrade(engine)
+        return _schema(engine)
+    finally:
+        engine.dispose()
+
+
+def test_the_shipped_schema_is_what_the_migrations_make(tmp_path: Path) -> None:
+    """``sqlite_head.sql``, run into an empty file, makes the schema the migrations make."""
+    migrated = _migrated(tmp_path / "migrated.db")
+    engine = make_engine(f"sqlite:///{tmp_path / 'shipped.db'}")
+    try:
+        with engine.begin() as conn:
+            for statement in head_statements():
+                conn.exec_driver_sql(statement)
+        assert _schema(engine) == migrated, (
+            f"orchestrator/store/{HEAD_SQL} is not the schema the migrations make: "
+            "run `make sqlite-head`"
+        )
+    finally:
+        engine.dispose()
+
+
+def test_a_new_store_is_the_migrated_one_and_migrates_on(tmp_path: Path) -> None:
+    """Same statements in ``sqlite_master``, same file settings; and the migrations
+    take it down to nothing and back up to the same schema, as any future one will."""
+    migrated = _migrated(tmp_path / "migrated.db")
+    url = f"sqlite:///{tmp_path / 'new.db'}"
+
+    assert create_if_new(url) == SCHEMA_HEAD
+    assert create_if_new(url) is None  # made once
+    engine = make_engine(url)
+    try:
+        assert _schema(engine) == migrated
+        downgrade(engine, "base")
+        with engine.connect() as conn:
+            left = conn.exec_driver_sql(
+                "SELECT name FROM sqlite_master WHERE name NOT LIKE 'sqlite_%' "
+                "AND name <> 'alembic_version'"
+            ).all()
+        assert left == []
+        upgrade(engine)
+        assert _schema(engine) == migrated
+    finally:
+        engine.dispose()
+
+
+def test_a_new_store_opens_and_keeps_its_rules(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'new.db'}"
+    create_if_new(url)
+    Store.open(url).close()  # at the head: not refused
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            conn.exec_driver_sql(
+                "INSERT INTO jobs (id, name, content_hash, spec_path, spec, status, "
+                "max_attempts, max_requests, max_bytes, use_cache, api_version) VALUES "
+                "(1, 'j', 'h', 'j.toml', '{}', 'done', 3, 10, 10, 1, '2023-06-01')"
+            )
+            with pytest.raises(Exception, match="CHECK constraint failed"):
+                conn.exec_driver_sql(  # queued without a batch
+                    "INSERT INTO items (job_id, ordinal, key, params, params_hash, status) "
+                    "VALUES (1, 0, 'k', '{}', 'p', 'queued')"
+                )
+            assert conn.execute(text("SELECT count(*) FROM final_results")).scalar_one() == 0
+    finally:
+        engine.dispose()
+
+
+def test_two_processes_making_one_store_make_it_once(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'new.db'}"
+    made: list[str | None] = []
+    failed: list[BaseException] = []
+    start = threading.Barrier(2)
+
+    def make() -> None:
+        start.wait()
+        try:
+            made.append(create_if_new(url))
+        except BaseException as exc:  # reported below, with the thread's error
+            failed.append(exc)
+
+    threads = [threading.Thread(target=make) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failed == []
+    assert sorted(made, key=str) == sorted([SCHEMA_HEAD, None], key=str)
+    Store.open(url).close()
+
+
+def test_statements_are_split_whole() -> None:
+    script = "-- a comment\n\nCREATE TABLE t (a TEXT DEFAULT ';');\n\nCREATE INDEX i ON t (a);\n"
+    assert split_statements(script) == [
+        "CREATE TABLE t (a TEXT DEFAULT ';')",
+        "CREATE INDEX i ON t (a)",
+    ]
+    with pytest.raises(ValueError, match="ends inside a statement"):
+        split_statements("CREATE TABLE t (a TEXT")
+    assert (
+        head_statements()[-1]
+        == f"INSERT INTO alembic_version (version_num) VALUES ('{SCHEMA_HEAD}')"
+    )
