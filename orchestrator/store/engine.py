@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from sqlalchemy import Engine, create_engine, event, inspect, text
@@ -222,7 +223,13 @@ def _quiet_alembic() -> None:
 
 
 def require_head(engine: Engine) -> None:
-    """Refuse to work on a store whose schema is not at the head revision."""
+    """Refuse to work on a store whose schema is not at the head revision, or on a
+    SQLite file that does not exist (without creating it, as connecting would)."""
+    if _missing_sqlite_file(engine):
+        raise StoreNotAtHeadError(
+            f"there is no job store at {safe_url(engine)} (no such file): `orchestrator run` "
+            "or `orchestrator submit` creates it, or run `orchestrator db upgrade`"
+        )
     current, head = current_revision(engine), SCHEMA_HEAD
     if current != head:
         found = "an empty database" if current is None else f"revision {current}"
@@ -230,6 +237,18 @@ def require_head(engine: Engine) -> None:
             f"the job store at {safe_url(engine)} is at {found}, this version needs {head}: "
             "run `orchestrator db upgrade`"
         )
+
+
+def _missing_sqlite_file(engine: Engine) -> bool:
+    """True for a SQLite URL naming a file that does not exist (relative to the
+    working directory, as SQLite opens it); False for in-memory and URI databases."""
+    url = engine.url
+    database = url.database or ""
+    if url.get_backend_name() != "sqlite" or database in ("", ":memory:"):
+        return False
+    if database.startswith("file:") or url.query.get("uri"):
+        return False
+    return not Path(database).exists()
 
 
 def safe_url(engine: Engine) -> str:

@@ -245,9 +245,20 @@ def test_missing_key_names_the_variable(tmp_path: Path) -> None:
 
 
 def test_store_not_at_head_is_refused(tmp_path: Path) -> None:
-    env = clean_env(ORCHESTRATOR_DATABASE_URL=f"sqlite:///{tmp_path / 'fresh.db'}")
+    """A SQLite file that is not there is named and left uncreated (a read command
+    makes no store); an empty one is refused as not at the head."""
+    store = tmp_path / "fresh.db"
+    env = clean_env(ORCHESTRATOR_DATABASE_URL=f"sqlite:///{store}")
     result = _cli(env, "status")
     assert result.returncode == 1
     assert "orchestrator db upgrade" in result.stderr
+    assert "no such file" in result.stderr
     health = _cli(env, "healthcheck")
     assert health.returncode == 1
+    assert not store.exists()
+
+    store.touch()
+    empty = _cli(env, "status")
+    assert empty.returncode == 1
+    assert "is at an empty database" in empty.stderr
+    assert "orchestrator db upgrade" in empty.stderr
