@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, inspect, text
 
+from orchestrator.errors import ConfigError
 from orchestrator.store.bootstrap import (
     HEAD_SQL,
     create_if_new,
@@ -163,3 +164,12 @@ def test_statements_are_split_whole() -> None:
         head_statements()[-1]
         == f"INSERT INTO alembic_version (version_num) VALUES ('{SCHEMA_HEAD}')"
     )
+
+
+def test_a_file_that_is_not_a_database_is_named_and_left_alone(tmp_path: Path) -> None:
+    path = tmp_path / "notes.db"
+    path.write_text("not a database, but somebody's notes\n" * 200)
+    before = path.read_bytes()
+    with pytest.raises(ConfigError, match=r"ORCHESTRATOR_DATABASE_URL: cannot open .*notes\.db"):
+        create_if_new(f"sqlite:///{path}")
+    assert path.read_bytes() == before
