@@ -122,10 +122,11 @@ class JobOps(StoreBase):
             planner = None if plan is None else _PlanningRecorder(s, job.id, new, plan, now)
             # A key an earlier chunk stored: SQLite's insert refuses it (see
             # ``_keys_refused``); PostgreSQL's COPY would abort the transaction, so the
-            # chunk's keys are looked up first there.
+            # chunk's keys are checked first there (see ``EarlierKeys``).
             sqlite, where = conn.dialect.name == "sqlite", new.spec_path
+            earlier = None if sqlite else EarlierKeys()
             for chunk in chunked(items, ITEM_CHUNK_ROWS):
-                _check_duplicate_keys(s, job.id, chunk, where, in_store=not sqlite)
+                _check_duplicate_keys(s, job.id, chunk, where, earlier)
                 with _keys_refused(conn, job.id, chunk, where) if sqlite else nullcontext():
                     if planner is not None and not planner.done:
                         planner.insert(chunk)
@@ -251,10 +252,10 @@ def _choose_leaders(s: Session, job_id: int) -> None:
 
 
 def _check_duplicate_keys(
-    s: Session, job_id: int, chunk: list[ItemLike], where: str, *, in_store: bool
+    s: Session, job_id: int, chunk: list[ItemLike], where: str, earlier: EarlierKeys | None
 ) -> None:
-    """Refuse a key repeated within ``chunk`` and, with ``in_store``, one an earlier
-    chunk's row has (the store is asked)."""
+    """Refuse a key repeated within ``chunk`` and, given ``earlier``, one an earlier
+    chunk's row has (the store is asked about the keys ``earlier`` may hold)."""
     seen: dict[str, int] = {}
     for item in chunk:
         if item.key in seen:
@@ -263,10 +264,42 @@ def _check_duplicate_keys(
                 location=f"{where}: input line {item.line}",
             )
         seen[item.key] = item.line
-    if in_store:
-        clash = _stored_key(s, job_id, list(seen))
-        if clash is not None:
-            raise _stored_key_error(clash, seen[clash], where)
+    if earlier is None:
+        return
+    maybe = earlier.candidates(seen)
+    clash = _stored_key(s, job_id, maybe) if maybe else None
+    if clash is not None:
+        raise _stored_key_error(clash, seen[clash], where)
+    earlier.add(seen)
+
+
+class EarlierKeys:
+    """The keys of a new job's earlier chunks, as one bit per key hash in a table of
+    fixed size (4 MB): a key whose bit is clear is not among them, and only a key
+    whose bit is set (a repeat, or by chance: about 3 in 100 at a million keys) is
+    looked up in the store. Asking the store about every key took 10 ms a chunk of
+    2,000 on PostgreSQL, 0.5 s of a 100,000-row job."""
+
+    BITS = 1 << 25
+
+    def __init__(self) -> None:
+        self._table = bytearray(self.BITS >> 3)
+
+    def candidates(self, keys: Iterable[str]) -> list[str]:
+        """The keys of ``keys`` that an earlier chunk may have had."""
+        table, mask = self._table, self.BITS - 1
+        found: list[str] = []
+        for key in keys:
+            bit = hash(key) & mask
+            if table[bit >> 3] & (1 << (bit & 7)):
+                found.append(key)
+        return found
+
+    def add(self, keys: Iterable[str]) -> None:
+        table, mask = self._table, self.BITS - 1
+        for key in keys:
+            bit = hash(key) & mask
+            table[bit >> 3] |= 1 << (bit & 7)
 
 
 def _stored_key_error(key: str, line: int, where: str) -> SpecError:

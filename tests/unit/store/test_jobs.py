@@ -9,6 +9,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
+from sqlalchemy import event
 from sqlalchemy.exc import StatementError
 from sqlalchemy.pool import QueuePool
 
@@ -93,6 +94,63 @@ def test_a_duplicate_key_is_refused_naming_its_line(
     assert reason in str(caught.value)
     assert store.list_jobs() == []
     assert count_rows(store, "items") == 0
+
+
+def _key_lookups(store: Store) -> list[str]:
+    """The statements that ask the store whether a chunk's keys are stored already."""
+    asked: list[str] = []
+
+    def record(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        if statement.startswith("SELECT key FROM items"):
+            asked.append(statement)
+
+    event.listen(store.engine, "before_cursor_execute", record)
+    return asked
+
+
+def test_distinct_keys_are_recorded_without_asking_the_store(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PostgreSQL checks each chunk's keys before its COPY; a key no earlier chunk can
+    have had is not looked up (SQLite's insert refuses a stored key by itself)."""
+    monkeypatch.setattr(jobs_module, "ITEM_CHUNK_ROWS", 50)
+    asked = _key_lookups(store)
+
+    job = store.create_job(new_job(), drafts(500), now=T0)
+
+    assert job.items_total == 500
+    assert asked == []
+
+
+def test_keys_that_may_be_stored_are_looked_up_and_only_a_repeat_refused(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With a table of 8 bits nearly every key may be an earlier chunk's: those are
+    asked of the store, which refuses only the real repeat."""
+    monkeypatch.setattr(jobs_module, "ITEM_CHUNK_ROWS", 50)
+    monkeypatch.setattr(jobs_module.EarlierKeys, "BITS", 8)
+    asked = _key_lookups(store)
+
+    job = store.create_job(new_job("distinct"), drafts(500), now=T0)
+    assert job.items_total == 500
+    lookups = len(asked)
+    rows = [*drafts(120), draft(120, "k7")]  # line 121 repeats line 8's key
+    with pytest.raises(SpecError, match="duplicate key 'k7' \\(already used by an earlier row\\)"):
+        store.create_job(new_job("repeat"), rows, now=T0)
+
+    if store.engine.dialect.name == "postgresql":
+        assert lookups == 9  # every chunk after the first
+    assert store.find_job_by_name("repeat") is None
+
+
+def test_earlier_keys_never_miss_a_key_added() -> None:
+    earlier = jobs_module.EarlierKeys()
+    first = [f"row-{n}" for n in range(10_000)]
+    assert earlier.candidates(first) == []
+    earlier.add(first)
+    assert earlier.candidates(first) == first
+    others = [f"other-{n}" for n in range(10_000)]
+    assert len(earlier.candidates(others)) < 100  # 10,000 bits set of 2**25
 
 
 def test_a_naive_datetime_is_refused_and_nothing_is_written(store: Store) -> None:
