@@ -6,7 +6,8 @@ batch seeded into a store through its own operations, then read three ways, each
 its own child process (so each one's peak RSS is its own, and nothing is warm):
 
 * floor: ``orjson.loads`` of each line of the local file and one ``sqlite3``
-  ``executemany`` (WAL) of the same typed rows into the same ``results`` table;
+  ``executemany`` (WAL) of the same typed rows into the same ``results`` table (with
+  ``--postgres``, one psycopg ``COPY`` of them into PostgreSQL's);
 * naive: the official SDK's ``client.messages.batches.results(id)`` over loopback
   HTTP, one SQLAlchemy ORM ``Result`` per line added to a session, one commit;
 * ours: the orchestrator's ``ingest_batch`` over loopback HTTP (download, parse,
@@ -20,7 +21,7 @@ starts, which favours them. ``--memory`` instead writes a 256 MB results file an
 reports the peak RSS of the process running our ingest.
 
     .venv/bin/python bench/ingest.py                      # 100,000 lines, SQLite
-    .venv/bin/python bench/ingest.py --postgres           # ours and naive on PostgreSQL
+    .venv/bin/python bench/ingest.py --postgres           # all three on PostgreSQL
     .venv/bin/python bench/ingest.py --memory             # peak RSS, 256 MB file
     .venv/bin/python bench/ingest.py --only ours --py-spy out.txt   # profile ours
 """
@@ -515,6 +516,8 @@ def _floor_rows(
 
 def child_floor(spec: dict[str, Any]) -> dict[str, Any]:
     path, batch_id = Path(spec["file"]), int(spec["batch_id"])
+    if spec["db"].startswith("postgresql"):
+        return _postgres_floor(spec["db"], path, batch_id)
     routes = _routes(f"sqlite:///{spec['db']}", batch_id)
     conn = sqlite3.connect(spec["db"], isolation_level=None)
     conn.execute("PRAGMA journal_mode=WAL")
@@ -527,6 +530,24 @@ def child_floor(spec: dict[str, Any]) -> dict[str, Any]:
     stored = conn.execute("SELECT count(*) FROM results").fetchone()[0]
     conn.close()
     return {"seconds": seconds, "stored": stored}
+
+
+def _postgres_floor(url: str, path: Path, batch_id: int) -> dict[str, Any]:
+    """The floor on PostgreSQL: the same typed rows, by ``COPY`` (psycopg's fastest
+    bulk path) in one transaction."""
+    import psycopg
+
+    routes = _routes(url, batch_id)
+    columns = _FLOOR_INSERT.split("(", 1)[1].split(")", 1)[0]
+    with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://")) as conn:
+        started = time.perf_counter()
+        with conn.cursor() as cur, cur.copy(f"COPY results ({columns}) FROM STDIN") as copy:
+            for row in _floor_rows(path, routes, batch_id):
+                copy.write_row(row)
+        conn.commit()
+        seconds = time.perf_counter() - started
+        stored = conn.execute("SELECT count(*) FROM results").fetchone()
+    return {"seconds": seconds, "stored": stored[0] if stored else 0}
 
 
 def child_naive(spec: dict[str, Any]) -> dict[str, Any]:
@@ -644,7 +665,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--lines", type=int, default=100_000)
     parser.add_argument("--rounds", type=int, default=1, help="rounds (medians over them)")
-    parser.add_argument("--postgres", action="store_true", help="ours and naive on PostgreSQL")
+    parser.add_argument("--postgres", action="store_true", help="all three on PostgreSQL")
     parser.add_argument("--memory", action="store_true", help="peak RSS on a 256 MB file")
     parser.add_argument("--only", choices=sorted(CHILDREN), action="append", help="repeatable")
     parser.add_argument("--py-spy", metavar="OUT", help="record ours with py-spy (raw format)")
@@ -697,14 +718,14 @@ def main() -> None:
         runs: list[Run] = []
         for n in range(args.rounds):
             for kind in kinds:
-                dbs = pg_dbs if pg_dbs is not None and kind != "floor" else sqlite_dbs
+                dbs = pg_dbs if pg_dbs is not None else sqlite_dbs
                 store = "postgresql" if dbs is pg_dbs else "sqlite"
                 spec = {
                     "file": str(results),
                     "batch_id": seeded.batch_id,
                     "remote_id": seeded.remote_id,
                     "base_url": base_url,
-                    "db": str(dbs.sqlite_copy()) if kind == "floor" else dbs.fresh(),
+                    "db": str(dbs.sqlite_copy()) if store == "sqlite" else dbs.fresh(),
                 }
                 spy = args.py_spy if kind == "ours" else None
                 # Each starts on a quiet disk: the write-back of the previous one's
