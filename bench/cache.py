@@ -1,6 +1,7 @@
 """Benchmark: the response cache and within-job dedupe on 100,000 items, 90 % repeats.
 
-Four jobs on one SQLite store, against an in-process simulator:
+Four jobs on one store (SQLite, or with ``--postgres`` a throwaway PostgreSQL
+cluster), against an in-process simulator:
 
 1. ``distinct``: 10,000 distinct requests, run to the end (the answers the cache holds);
    before it runs, the cache lookup in the still empty store is timed;
@@ -14,7 +15,7 @@ Four jobs on one SQLite store, against an in-process simulator:
 Before issue 13 the cache lookup was one correlated subquery per item, quadratic in
 repeats (10,000 identical items took 9 s, 100,000 over 19 minutes).
 
-    .venv/bin/python bench/cache.py [--items 100000] [--distinct 10000]
+    .venv/bin/python bench/cache.py [--items 100000] [--distinct 10000] [--postgres]
 """
 
 from __future__ import annotations
@@ -24,9 +25,10 @@ import dataclasses
 import json
 import tempfile
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
-from _common import review_text, write_rows, write_spec
+from _common import postgres, review_text, write_rows, write_spec
 
 from orchestrator.runner import drive, step_context
 from orchestrator.settings import load_settings
@@ -42,10 +44,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--items", type=int, default=100_000)
     parser.add_argument("--distinct", type=int, default=10_000)
+    parser.add_argument("--postgres", action="store_true", help="a throwaway PostgreSQL store")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
-        url = f"sqlite:///{root / 'cache.db'}"
+    with ExitStack() as stack:
+        root = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        url = stack.enter_context(postgres()) if args.postgres else f"sqlite:///{root / 'c.db'}"
         engine = make_engine(url)
         upgrade(engine)
         engine.dispose()
@@ -88,7 +91,8 @@ def main() -> None:
                 spec = write_spec(root, unseen_rows, "unseen")
                 fourth, _ = submit_spec(ctx.store, spec, utcnow(), ctx.prices)
                 unseen_s = _lookup_seconds(ctx.store, fourth.id, ctx.api.endpoint)
-    print(f"{args.items:,} items, {args.distinct:,} distinct params:")
+    store = "PostgreSQL" if args.postgres else "SQLite"
+    print(f"{args.items:,} items, {args.distinct:,} distinct params, {store}:")
     print(f"cache lookup, {args.distinct:,} new items in an empty store: {empty_s:.3f} s")
     print(
         f"cache (dedupe = false): plan step {cached_s:.2f} s, {answered:,} answered "

@@ -7,7 +7,8 @@ its own child process (so each one's peak RSS is its own, and nothing is warm):
 
 * floor: ``orjson.loads`` of each line of the local file and one ``sqlite3``
   ``executemany`` (WAL) of the same typed rows into the same ``results`` table (with
-  ``--postgres``, one psycopg ``COPY`` of them into PostgreSQL's);
+  ``--postgres``, psycopg's ``executemany`` into PostgreSQL's, or with ``--pg-floor
+  copy`` one ``COPY``);
 * naive: the official SDK's ``client.messages.batches.results(id)`` over loopback
   HTTP, one SQLAlchemy ORM ``Result`` per line added to a session, one commit;
 * ours: the orchestrator's ``ingest_batch`` over loopback HTTP (download, parse,
@@ -22,6 +23,7 @@ reports the peak RSS of the process running our ingest.
 
     .venv/bin/python bench/ingest.py                      # 100,000 lines, SQLite
     .venv/bin/python bench/ingest.py --postgres           # all three on PostgreSQL
+    .venv/bin/python bench/ingest.py --postgres --pg-floor copy   # the floor by COPY
     .venv/bin/python bench/ingest.py --memory             # peak RSS, 256 MB file
     .venv/bin/python bench/ingest.py --only ours --py-spy out.txt   # profile ours
 """
@@ -517,7 +519,7 @@ def _floor_rows(
 def child_floor(spec: dict[str, Any]) -> dict[str, Any]:
     path, batch_id = Path(spec["file"]), int(spec["batch_id"])
     if spec["db"].startswith("postgresql"):
-        return _postgres_floor(spec["db"], path, batch_id)
+        return _postgres_floor(spec["db"], path, batch_id, spec.get("pg_floor") == "copy")
     routes = _routes(f"sqlite:///{spec['db']}", batch_id)
     conn = sqlite3.connect(spec["db"], isolation_level=None)
     conn.execute("PRAGMA journal_mode=WAL")
@@ -532,18 +534,24 @@ def child_floor(spec: dict[str, Any]) -> dict[str, Any]:
     return {"seconds": seconds, "stored": stored}
 
 
-def _postgres_floor(url: str, path: Path, batch_id: int) -> dict[str, Any]:
-    """The floor on PostgreSQL: the same typed rows, by ``COPY`` (psycopg's fastest
-    bulk path) in one transaction."""
+def _postgres_floor(url: str, path: Path, batch_id: int, copy_rows: bool) -> dict[str, Any]:
+    """The floor on PostgreSQL: the same typed rows in one transaction, by psycopg's
+    ``executemany`` (pipelined), as the issue defines the floor, or with ``copy_rows``
+    by ``COPY``, PostgreSQL's fastest bulk path."""
     import psycopg
 
     routes = _routes(url, batch_id)
     columns = _FLOOR_INSERT.split("(", 1)[1].split(")", 1)[0]
     with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://")) as conn:
         started = time.perf_counter()
-        with conn.cursor() as cur, cur.copy(f"COPY results ({columns}) FROM STDIN") as copy:
-            for row in _floor_rows(path, routes, batch_id):
-                copy.write_row(row)
+        with conn.cursor() as cur:
+            rows = _floor_rows(path, routes, batch_id)
+            if copy_rows:
+                with cur.copy(f"COPY results ({columns}) FROM STDIN") as copy:
+                    for row in rows:
+                        copy.write_row(row)
+            else:
+                cur.executemany(_FLOOR_INSERT.replace("?", "%s"), rows)
         conn.commit()
         seconds = time.perf_counter() - started
         stored = conn.execute("SELECT count(*) FROM results").fetchone()
@@ -666,6 +674,12 @@ def main() -> None:
     parser.add_argument("--lines", type=int, default=100_000)
     parser.add_argument("--rounds", type=int, default=1, help="rounds (medians over them)")
     parser.add_argument("--postgres", action="store_true", help="all three on PostgreSQL")
+    parser.add_argument(
+        "--pg-floor",
+        choices=("executemany", "copy"),
+        default="executemany",
+        help="how the floor stores its rows on PostgreSQL",
+    )
     parser.add_argument("--memory", action="store_true", help="peak RSS on a 256 MB file")
     parser.add_argument("--only", choices=sorted(CHILDREN), action="append", help="repeatable")
     parser.add_argument("--py-spy", metavar="OUT", help="record ours with py-spy (raw format)")
@@ -726,6 +740,7 @@ def main() -> None:
                     "remote_id": seeded.remote_id,
                     "base_url": base_url,
                     "db": str(dbs.sqlite_copy()) if store == "sqlite" else dbs.fresh(),
+                    "pg_floor": args.pg_floor,
                 }
                 spy = args.py_spy if kind == "ours" else None
                 # Each starts on a quiet disk: the write-back of the previous one's
