@@ -739,7 +739,10 @@ def main() -> None:
                     "batch_id": seeded.batch_id,
                     "remote_id": seeded.remote_id,
                     "base_url": base_url,
-                    "db": str(dbs.sqlite_copy()) if store == "sqlite" else dbs.fresh(),
+                    # The SQLite floor opens a file; everything else takes a URL.
+                    "db": str(dbs.sqlite_copy())
+                    if kind == "floor" and store == "sqlite"
+                    else dbs.fresh(),
                     "pg_floor": args.pg_floor,
                 }
                 spy = args.py_spy if kind == "ours" else None
