@@ -98,7 +98,7 @@ wheel-check:
 ## After a new migration: write orchestrator/store/sqlite_head.sql again, the schema a new
 ## SQLite store is made from (the migrations run on an empty file, their result dumped).
 sqlite-head: $(STAMP)
-	PYTHONHASHSEED=0 $(BIN)/python -m orchestrator.store.bootstrap
+	$(BIN)/python -m orchestrator.store.bootstrap
 
 ## Benchmarks (not part of `make test`); recorded results in bench/RESULTS-*.md.
 bench: $(STAMP)
